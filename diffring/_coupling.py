@@ -1,0 +1,164 @@
+"""Recurrent connectivity: how the output vector o becomes the recurrent input W o.
+
+Nothing here materialises an n x n matrix. `SparseCoupling` is an in-neighbour table (each neuron's
+presynaptic indices and weights, padded to the largest in-degree); `LatticeS0Coupling` is the fast
+path for S0 link coupling on a regular lattice of equal rings, stored position-major as
+(ring_size, *grid) so one step is a handful of fused shifts.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+
+class AbstractCoupling(eqx.Module):
+    """Maps outputs `o` of shape (n,) to the recurrent input `W o` of shape (n,).
+
+    Concrete couplings expose `n_neurons` (a static int).
+    """
+
+    @abc.abstractmethod
+    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+        """Return W o."""
+
+    @abc.abstractmethod
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (post, pre, weight) NumPy arrays of every synapse (for export and references)."""
+
+    def to_scipy(self):
+        """The weight matrix as a `scipy.sparse.csr_matrix` (row = receiver)."""
+        import scipy.sparse as sp
+
+        post, pre, w = self.edges()
+        return sp.csr_matrix((w, (post, pre)), shape=(self.n_neurons, self.n_neurons))
+
+
+class SparseCoupling(AbstractCoupling):
+    """General sparse coupling as an in-neighbour table.
+
+    `index[i, k]` is the k-th presynaptic neuron of neuron i and `weight[i, k]` its weight; unused
+    slots have weight 0 (and index 0). `u_i = sum_k weight[i, k] * o[index[i, k]]`.
+    """
+
+    index: Int[Array, "n k"]
+    weight: Float[Array, "n k"]
+    n_neurons: int = eqx.field(static=True)
+
+    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+        return jnp.sum(self.weight * o[self.index], axis=1)
+
+    def edges(self):
+        idx = np.asarray(self.index)
+        w = np.asarray(self.weight)
+        post = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+        mask = w.reshape(-1) != 0
+        return post[mask], idx.reshape(-1)[mask], w.reshape(-1)[mask]
+
+    @classmethod
+    def from_edges(cls, n_neurons: int, post, pre, weight, dtype) -> SparseCoupling:
+        """Build the table from edge lists (duplicate (post, pre) pairs are summed)."""
+        post = np.asarray(post, dtype=np.int64)
+        pre = np.asarray(pre, dtype=np.int64)
+        weight = np.asarray(weight, dtype=np.float64)
+        if post.size:
+            key = post * n_neurons + pre
+            uniq, inv = np.unique(key, return_inverse=True)
+            w = np.zeros(uniq.size)
+            np.add.at(w, inv, weight)
+            post, pre, weight = uniq // n_neurons, uniq % n_neurons, w
+            keep = weight != 0
+            post, pre, weight = post[keep], pre[keep], weight[keep]
+        deg = np.bincount(post, minlength=n_neurons) if post.size else np.zeros(n_neurons, np.int64)
+        k = max(int(deg.max()) if n_neurons else 0, 1)
+        index = np.zeros((n_neurons, k), dtype=np.int32)
+        table = np.zeros((n_neurons, k), dtype=np.float64)
+        order = np.argsort(post, kind="stable")
+        post, pre, weight = post[order], pre[order], weight[order]
+        starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
+        slot = np.arange(post.size) - starts[post]
+        index[post, slot] = pre
+        table[post, slot] = weight
+        return cls(index=jnp.asarray(index), weight=jnp.asarray(table, dtype=dtype), n_neurons=n_neurons)
+
+
+class LatticeS0Coupling(AbstractCoupling):
+    """S0 link coupling of equal rings on a 1-D or 2-D grid (fast path, no gather).
+
+    Neurons are numbered position-major: neuron `p * n_rings + r` is position p of ring r, with
+    rings in row-major grid order. Inside a ring, position p-1 drives position p with weight 1.
+    Position `r_in` of each ring also receives `eps * o(position s_out)` from each grid neighbour
+    (periodic wrap, or none past an open edge).
+    """
+
+    eps: Float[Array, ""]
+    ring_size: int = eqx.field(static=True)
+    grid: tuple[int, ...] = eqx.field(static=True)
+    r_in: int = eqx.field(static=True)
+    s_out: int = eqx.field(static=True)
+    periodic: bool = eqx.field(static=True)
+
+    @property
+    def n_neurons(self) -> int:
+        return self.ring_size * int(np.prod(self.grid))
+
+    def _neighbour_sum(self, s: Array) -> Array:
+        total = None
+        for axis in range(s.ndim):
+            for shift in (1, -1):
+                if self.periodic:
+                    term = jnp.roll(s, shift, axis=axis)
+                else:
+                    zeros = jnp.zeros_like(jnp.take(s, jnp.arange(1), axis=axis))
+                    if shift == 1:
+                        body = jnp.take(s, jnp.arange(s.shape[axis] - 1), axis=axis)
+                        term = jnp.concatenate([zeros, body], axis=axis)
+                    else:
+                        body = jnp.take(s, jnp.arange(1, s.shape[axis]), axis=axis)
+                        term = jnp.concatenate([body, zeros], axis=axis)
+                total = term if total is None else total + term
+        return total
+
+    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+        n = self.ring_size
+        x = o.reshape((n,) + self.grid)
+        rows = [x[(p - 1) % n] for p in range(n)]
+        rows[self.r_in] = rows[self.r_in] + self.eps * self._neighbour_sum(x[self.s_out])
+        return jnp.stack(rows).reshape(-1)
+
+    def edges(self):
+        n = self.ring_size
+        n_rings = int(np.prod(self.grid))
+        rings = np.arange(n_rings)
+        post, pre, w = [], [], []
+        for p in range(n):
+            post.append(p * n_rings + rings)
+            pre.append(((p - 1) % n) * n_rings + rings)
+            w.append(np.ones(n_rings))
+        coords = np.stack(np.unravel_index(rings, self.grid), axis=1)
+        eps = float(self.eps)
+        for axis in range(len(self.grid)):
+            for shift in (1, -1):
+                nb = coords.copy()
+                nb[:, axis] += shift
+                if self.periodic:
+                    nb[:, axis] %= self.grid[axis]
+                    ok = np.ones(n_rings, bool)
+                else:
+                    ok = (nb[:, axis] >= 0) & (nb[:, axis] < self.grid[axis])
+                j = np.ravel_multi_index(tuple(np.clip(nb, 0, np.array(self.grid) - 1).T), self.grid)
+                post.append(self.r_in * n_rings + rings[ok])
+                pre.append(self.s_out * n_rings + j[ok])
+                w.append(np.full(int(ok.sum()), eps))
+        post, pre, w = map(np.concatenate, (post, pre, w))
+        # Duplicate links (two neighbours being the same ring) add up, as in the fast path.
+        import scipy.sparse as sp
+
+        m = sp.coo_matrix((w, (post, pre)), shape=(self.n_neurons, self.n_neurons)).tocsr()
+        m.sum_duplicates()
+        m = m.tocoo()
+        return m.row, m.col, m.data

@@ -1,0 +1,49 @@
+"""Reading user files at the boundary, with errors that name the field."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._errors import DiffringError, check_finite_array
+
+
+def load_array_file(field: str, path: str, *, sparse_ok: bool = False) -> np.ndarray:
+    """Load a .npy array (or, with `sparse_ok`, a `scipy.sparse.save_npz` file) as a dense array."""
+    if not isinstance(path, str | os.PathLike):
+        raise DiffringError(field, path, "expected a file path")
+    if not os.path.exists(path):
+        raise DiffringError(field, str(path), "file not found")
+    try:
+        if str(path).endswith(".npz") and sparse_ok:
+            import scipy.sparse as sp
+
+            a = sp.load_npz(path).toarray()
+        else:
+            a = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - unreadable user file
+        raise DiffringError(field, str(path), f"could not read it as an array file ({type(e).__name__}: {e})") from None
+    if isinstance(a, np.lib.npyio.NpzFile):
+        raise DiffringError(field, str(path), "expected a .npy array file, not an .npz archive")
+    check_finite_array(field, a)
+    return np.asarray(a)
+
+
+def load_npz_arrays(field: str, path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays from an .npz archive."""
+    if not os.path.exists(path):
+        raise DiffringError(field, str(path), "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in names if k not in z.files]
+            if missing:
+                raise DiffringError(field, str(path), f"expected an .npz with arrays {list(names)}; missing {missing}")
+            out = {k: np.asarray(z[k]) for k in names}
+    except DiffringError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise DiffringError(field, str(path), f"could not read it as an .npz archive ({type(e).__name__})") from None
+    for k, a in out.items():
+        check_finite_array(f"{field}[{k}]", a)
+    return out

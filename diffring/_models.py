@@ -1,0 +1,246 @@
+"""Three dynamics of one network: the published discrete map, the continuous hard-trigger flow
+(event-driven, exact between switches) and the smooth relaxation used for gradients.
+
+A model holds the network and its time step `dt`; `dt` is the map's step, and for the continuous
+models the sampling (recording and input) interval. How a model is advanced lives in
+`_simulate.py`, not here.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ._errors import DiffringError, check_float, check_int
+from ._network import Network
+from ._threshold import AbstractThreshold, HardThreshold
+
+
+class State(eqx.Module):
+    """Network state: capacitor voltages `v` and outputs `o` (1 = rest, 0 = firing), each (n,)."""
+
+    v: Float[Array, "*batch n"]
+    o: Float[Array, "*batch n"]
+
+
+def _theta(o, net):
+    # Exact for o in {0, 1}: 1*theta_H + 0*theta_L == theta_H bit for bit.
+    return o * net.theta_H + (1 - o) * net.theta_L
+
+
+class AbstractModel(eqx.Module):
+    """Dynamics of a `Network` sampled every `dt` time units."""
+
+    network: eqx.AbstractVar[Network]
+    dt: eqx.AbstractVar[float]
+
+    @property
+    def default_method(self):
+        from ._simulate import MapScan
+
+        return MapScan()
+
+
+class AbstractSteppedModel(AbstractModel):
+    """A model advanced one `dt` at a time by `make_step()`."""
+
+    @abc.abstractmethod
+    def make_step(self):
+        """Return `step(state, x) -> (state, ok)` advancing by dt with input x (or None)."""
+
+
+class DiscreteMap(AbstractSteppedModel):
+    """The published discrete map (spec 1.1), reproduced exactly in float64.
+
+    `threshold` selects the trigger: `HardThreshold()` (exact, the default),
+    `SigmoidSurrogate(beta)` (exact forward, surrogate gradient) or `SoftThreshold(beta)`.
+    """
+
+    network: Network
+    dt: float = eqx.field(static=True, default=0.01)
+    threshold: AbstractThreshold = HardThreshold()
+
+    def __check_init__(self):
+        check_float("model.dt", self.dt, positive=True)
+
+    def make_step(self):
+        net, H = self.network, self.threshold
+        alpha = jnp.exp(-jnp.asarray(self.dt, net.dtype) / net.tau)
+        beta = 1 - alpha
+
+        def step(state: State, x):
+            u = net.drive(state.o, x)
+            v = alpha * state.v + beta * u
+            d = u - v
+            o = 1 - H(d - _theta(state.o, net))
+            return State(v, o), jnp.asarray(True)
+
+        return step
+
+
+class HardTrigger(AbstractSteppedModel):
+    """Continuous time with the hard Schmitt trigger (spec 1.2), integrated event by event.
+
+    Between switches every d = u - v decays as exp(-t/tau), so the only spontaneous events are firing
+    neurons releasing when d falls to theta_L (at t = tau ln(d/theta_L)); rising input edges fire
+    successors instantly and cascades are resolved at the event time. Exact up to rounding.
+    Cost is O(n) per event, so it is a reference model for small and medium networks.
+    `max_events` bounds the events per `dt` (exceeding it marks the run as failed).
+    """
+
+    network: Network
+    dt: float = eqx.field(static=True, default=0.01)
+    max_events: int = eqx.field(static=True, default=0)
+
+    def __check_init__(self):
+        check_float("model.dt", self.dt, positive=True)
+        check_int("model.max_events", self.max_events, minimum=0)
+
+    @property
+    def default_method(self):
+        from ._simulate import MapScan
+
+        return MapScan()
+
+    def _settle(self, v, o, x, released):
+        """Resolve instantaneous switching at fixed v until the outputs stop changing."""
+        net = self.network
+        n = net.n_neurons
+
+        def rule(o):
+            d = net.drive(o, x) - v
+            fire = (d >= _theta(o, net)) & ~(released & (o == 0))
+            return jnp.where(fire, jnp.zeros((), o.dtype), jnp.ones((), o.dtype))
+
+        def cond(c):
+            o, o_prev, i = c
+            return (i < n + 2) & jnp.any(o != o_prev)
+
+        def body(c):
+            o, _, i = c
+            return rule(o), o, i + 1
+
+        o1 = rule(o)
+        o_final, o_prev, _ = jax.lax.while_loop(cond, body, (o1, o, jnp.asarray(0)))
+        return o_final, jnp.all(o_final == o_prev)
+
+    def make_step(self):
+        net = self.network
+        dtype = net.dtype
+        dt = jnp.asarray(self.dt, dtype)
+        max_events = self.max_events or 4 * net.n_neurons + 16
+        tau = jnp.broadcast_to(net.tau, (net.n_neurons,))
+        inf = jnp.asarray(jnp.inf, dtype)
+
+        def step(state: State, x):
+            o0, settled = self._settle(state.v, state.o, x, jnp.zeros(state.o.shape, bool))
+
+            def cond(c):
+                v, o, t_left, k, ok = c
+                return (t_left > 0) & (k < max_events) & ok
+
+            def body(c):
+                v, o, t_left, k, ok = c
+                u = net.drive(o, x)
+                d = u - v
+                firing = o == 0
+                above = firing & (d > net.theta_L)
+                safe = jnp.where(above, d, 2 * net.theta_L)
+                s_i = jnp.where(above, tau * jnp.log(safe / net.theta_L), jnp.where(firing, 0, inf))
+                s = jnp.min(s_i)
+                adv = jnp.minimum(s, t_left)
+                v = u - d * jnp.exp(-adv / tau)
+                event = s <= t_left
+                released = event & firing & (s_i <= s * (1 + 1e-12))
+                o_new, settled = self._settle(v, o, x, released)
+                o = jnp.where(event, o_new, o)
+                t_left = jnp.where(event, t_left - adv, 0)
+                return v, o, t_left, k + 1, ok & settled
+
+            v, o, t_left, _, ok = jax.lax.while_loop(cond, body, (state.v, o0, dt, jnp.asarray(0), settled))
+            return State(v, o), ok & (t_left <= 0)
+
+        return step
+
+
+class SmoothRelaxation(AbstractModel):
+    """The smooth, differentiable relaxation of the trigger (spec 1.3).
+
+        tau dv/dt   = u - v,                 d = u - v
+        eps_o do/dt = sigmoid(beta (theta(o) - d)) - o,    theta(o) = theta_L + (theta_H - theta_L) o
+
+    It tends to the hard model as beta -> inf and eps_o -> 0. Integrated with diffrax
+    (see `ODESolve`); `dt` is the sampling and input interval.
+    """
+
+    network: Network
+    dt: float = eqx.field(static=True, default=0.01)
+    beta: Float[Array, ""] | float = 200.0
+    eps_o: Float[Array, ""] | float = 0.005
+    corrected: bool = eqx.field(static=True, default=True)
+    correction_iterations: int = eqx.field(static=True, default=8)
+
+    def __check_init__(self):
+        check_float("model.dt", self.dt, positive=True)
+        if isinstance(self.beta, int | float):
+            check_float("model.beta", self.beta, positive=True)
+        if isinstance(self.eps_o, int | float):
+            check_float("model.eps_o", self.eps_o, positive=True)
+
+    @property
+    def default_method(self):
+        from ._simulate import ODESolve
+
+        return ODESolve()
+
+    def effective_thresholds(self):
+        """Thresholds used inside the sigmoid.
+
+        With `corrected=True` they are widened by delta so that the quasi-static switches (the
+        saddle-nodes of o' = sigmoid(beta (theta(o) - d)) - o) sit exactly at d = theta_L and
+        d = theta_H, removing the O(log(beta)/beta) bias of the raw construction.
+        """
+        net = self.network
+        lo, hi = net.theta_L, net.theta_H
+        if not self.corrected:
+            return lo, hi
+        beta = jnp.asarray(self.beta, net.dtype)
+        delta = jnp.zeros_like(hi - lo)
+        for _ in range(self.correction_iterations):
+            width = hi - lo + 2 * delta
+            o_star = 0.5 * (1 - jnp.sqrt(jnp.maximum(1 - 4 / (beta * width), 0)))
+            o_star = jnp.maximum(o_star, jnp.finfo(net.dtype).tiny)
+            delta = width * o_star - (jnp.log(o_star) - jnp.log1p(-o_star)) / beta
+        return lo - delta, hi + delta
+
+    def vector_field(self, t, y: State, inputs) -> State:
+        """The right-hand side, in diffrax's `(t, y, args)` form; `args` is the input table or None."""
+        net = self.network
+        x = None
+        if inputs is not None:
+            i = jnp.clip(jnp.floor(t / self.dt).astype(jnp.int32), 0, inputs.shape[0] - 1)
+            x = inputs[i]
+        u = net.drive(y.o, x)
+        d = u - y.v
+        beta = jnp.asarray(self.beta, net.dtype)
+        lo, hi = self.effective_thresholds()
+        target = jax.nn.sigmoid(beta * (lo + (hi - lo) * y.o - d))
+        return State(d / net.tau, (target - y.o) / jnp.asarray(self.eps_o, net.dtype))
+
+
+def validate_state(network: Network, state: State, where: str = "init") -> State:
+    """Check shapes and finiteness of a user-supplied state."""
+    import numpy as np
+
+    n = network.n_neurons
+    for name in ("v", "o"):
+        a = np.asarray(getattr(state, name))
+        if a.shape[-1:] != (n,):
+            raise DiffringError(f"{where}.{name}", f"shape {a.shape}", f"expected (..., {n}) for this network")
+        if not np.all(np.isfinite(a)):
+            raise DiffringError(f"{where}.{name}", "non-finite values", "expected finite values only")
+    return state

@@ -1,0 +1,57 @@
+"""Ring phases from probe firing times, and the Kuramoto order parameter.
+
+The tracker is causal so the same code runs on the fly (every step) and post hoc (over recorded
+probe outputs): after the n-th fire at t_n, the phase is 2 pi (t - t_n) / (t_n - t_{n-1}) mod 2 pi,
+i.e. the last completed inter-fire interval stands in for the current one. A ring is `valid` once
+its probe has fired twice. For a k-pulse orbit this is k times the ring phase (mod 2 pi).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+
+class PhaseTracker(eqx.Module):
+    """Per ring: last and previous fire times, the probe's previous output, and the fire count."""
+
+    last: Float[Array, "*b rings"]
+    prev: Float[Array, "*b rings"]
+    o_prev: Float[Array, "*b rings"]
+    count: Int[Array, "*b rings"]
+
+    @classmethod
+    def init(cls, o_probe: Float[Array, " rings"], t0=0.0) -> PhaseTracker:
+        t = jnp.full(o_probe.shape, t0, o_probe.dtype)
+        return cls(t, t, o_probe, jnp.zeros(o_probe.shape, jnp.int32))
+
+    def update(self, o_probe: Float[Array, " rings"], t) -> PhaseTracker:
+        """Register the probe outputs at time t (a fire is a fall through 0.5)."""
+        fell = (self.o_prev >= 0.5) & (o_probe < 0.5)
+        t = jnp.asarray(t, self.last.dtype)
+        return PhaseTracker(
+            jnp.where(fell, t, self.last),
+            jnp.where(fell, self.last, self.prev),
+            o_probe,
+            self.count + fell.astype(jnp.int32),
+        )
+
+    def phase(self, t) -> tuple[Float[Array, " rings"], Bool[Array, " rings"]]:
+        """Phases in [0, 2 pi) at time t, and which rings have a defined phase."""
+        valid = self.count >= 2
+        period = jnp.where(valid, self.last - self.prev, 1)
+        frac = (jnp.asarray(t, self.last.dtype) - self.last) / period
+        theta = 2 * jnp.pi * (frac - jnp.floor(frac))
+        return jnp.where(valid, theta, 0), valid
+
+
+def order_parameter(theta: Float[Array, "*b rings"], valid: Bool[Array, "*b rings"] | None = None) -> Float[Array, "*b"]:
+    """Global Kuramoto order parameter R = |mean_r exp(i theta_r)| over valid rings (0 if none)."""
+    if valid is None:
+        valid = jnp.ones(theta.shape, bool)
+    w = valid.astype(theta.dtype)
+    n = jnp.maximum(jnp.sum(w, axis=-1), 1)
+    c = jnp.sum(w * jnp.cos(theta), axis=-1) / n
+    s = jnp.sum(w * jnp.sin(theta), axis=-1) / n
+    return jnp.sqrt(c * c + s * s)

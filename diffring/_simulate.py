@@ -1,0 +1,381 @@
+"""One simulation entry point for every model: `simulate` (one member) and `simulate_batch`.
+
+The model says what the dynamics are; the method says how they are advanced: `MapScan` steps a
+stepped model (`DiscreteMap`, `HardTrigger`) with `lax.scan`; `ODESolve` integrates the smooth
+model with diffrax. `Record` says what is kept: every k-th sample, all neurons or probes, chosen
+fields, ring phases and R(t), or an on-the-fly reduction. The initial state is record 0.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._errors import DiffringError, check_choice, check_int
+from ._models import AbstractModel, AbstractSteppedModel, SmoothRelaxation, State
+from ._phases import PhaseTracker, order_parameter
+
+STATUS_OK = 0
+STATUS_NONFINITE = 1
+STATUS_SOLVER_FAILURE = 2
+STATUS_NAMES = ("ok", "non-finite", "solver failure")
+
+
+class Record(eqx.Module):
+    """What a run keeps, sampled every `every` steps (record 0 is the initial state).
+
+    `which`: "all", "probes" (one neuron per ring) or a tuple of neuron indices. `fields`: any of
+    "o", "v". `phases`: track ring phases and R(t) from probe firing times. `reduce`: an optional
+    function `(t, state) -> pytree` evaluated at every record (e.g. a mean rate), so that nothing
+    large need be stored.
+    """
+
+    every: int = eqx.field(static=True, default=1)
+    which: str | tuple[int, ...] = eqx.field(static=True, default="all")
+    fields: tuple[str, ...] = eqx.field(static=True, default=("o", "v"))
+    phases: bool = eqx.field(static=True, default=True)
+    reduce: Callable | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_int("record.every", self.every, minimum=1)
+        if isinstance(self.which, str):
+            check_choice("record.which", self.which, ("all", "probes"))
+        for f in self.fields:
+            check_choice("record.fields[]", f, ("o", "v"))
+
+    def select(self, network, a):
+        if self.which == "all":
+            return a
+        if self.which == "probes":
+            return a[..., network.rings.probes]
+        return a[..., jnp.asarray(self.which, jnp.int32)]
+
+
+class Solution(eqx.Module):
+    """The result of `simulate`: record times `t` (n_records,), recorded fields `o`, `v`
+    (n_records, n_selected) or None, `phase` and `phase_valid` (n_records, n_rings), `R`
+    (n_records,), `reduced` (the reduction's outputs, stacked), `status` (0 ok, 1 non-finite,
+    2 solver failure; see `STATUS_NAMES`), and the final `state` and `tracker` to continue from.
+    With `simulate_batch` every field has a leading batch axis.
+    """
+
+    t: Float[Array, "*b records"]
+    o: Float[Array, "*b records k"] | None
+    v: Float[Array, "*b records k"] | None
+    phase: Float[Array, "*b records rings"] | None
+    phase_valid: Array | None
+    R: Float[Array, "*b records"] | None
+    reduced: PyTree | None
+    status: Int[Array, "*b"]
+    state: State
+    tracker: PhaseTracker | None
+    stats: dict
+
+
+class AbstractMethod(eqx.Module):
+    """How a model is advanced in time."""
+
+    @abc.abstractmethod
+    def run(self, model, state0, inputs, tracker0, t0, n_steps, record) -> Solution:
+        """Advance `model` from `state0` by `n_steps` samples of `model.dt`."""
+
+
+def _records(record, network, t, state, tracker):
+    out: dict[str, Any] = {}
+    for f in record.fields:
+        out[f] = record.select(network, getattr(state, f))
+    if record.phases:
+        theta, valid = tracker.phase(t)
+        out["phase"], out["phase_valid"] = theta, valid
+        out["R"] = order_parameter(theta, valid)
+    if record.reduce is not None:
+        out["reduced"] = record.reduce(t, state)
+    return out
+
+
+def _finite(state):
+    return jnp.all(jnp.isfinite(state.v)) & jnp.all(jnp.isfinite(state.o))
+
+
+def _solution(t, recs, status, state, tracker, stats, record):
+    return Solution(
+        t=t,
+        o=recs.get("o"),
+        v=recs.get("v"),
+        phase=recs.get("phase"),
+        phase_valid=recs.get("phase_valid"),
+        R=recs.get("R"),
+        reduced=recs.get("reduced"),
+        status=status,
+        state=state,
+        tracker=tracker if record.phases else None,
+        stats=stats,
+    )
+
+
+class MapScan(AbstractMethod):
+    """Step a stepped model with nested `lax.scan`s (outer: records, inner: `every` steps).
+
+    `unroll` unrolls the inner scan; `checkpoint` rematerialises each record block in reverse mode
+    so memory grows with the number of records, not steps.
+    """
+
+    unroll: int = eqx.field(static=True, default=1)
+    checkpoint: bool = eqx.field(static=True, default=False)
+
+    def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
+        if not isinstance(model, AbstractSteppedModel):
+            raise DiffringError("method", "MapScan", f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
+        net = model.network
+        step = model.make_step()
+        every = record.every
+        n_blocks = n_steps // every
+        dtype = net.dtype
+        dt = jnp.asarray(model.dt, dtype)
+        t0 = jnp.asarray(t0, dtype)
+        probes = net.rings.probes
+        xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
+
+        def inner(c, x):
+            state, tracker, ok, k = c
+            state, ok_step = step(state, x)
+            k = k + 1
+            if record.phases:
+                tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
+            return (state, tracker, ok & ok_step, k), None
+
+        def block(c, x):
+            c, _ = jax.lax.scan(inner, c[:4], x, length=every, unroll=self.unroll)
+            state, tracker, ok, k = c
+            t = t0 + k.astype(dtype) * dt
+            return (state, tracker, ok, k, _finite(state)), _records(record, net, t, state, tracker)
+
+        if self.checkpoint:
+            block = jax.checkpoint(block)
+        c0 = (state0, tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
+        (state, tracker, ok, _, finite), recs = jax.lax.scan(block, c0, xs, length=n_blocks)
+        rec0 = _records(record, net, t0, state0, tracker0)
+        recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
+        t = t0 + dt * every * jnp.arange(n_blocks + 1, dtype=dtype)
+        status = jnp.where(finite, jnp.where(ok, STATUS_OK, STATUS_SOLVER_FAILURE), STATUS_NONFINITE)
+        return _solution(t, recs, status.astype(jnp.int32), state, tracker, {}, record)
+
+
+class ODESolve(AbstractMethod):
+    """Integrate `SmoothRelaxation` with `diffrax.diffeqsolve`.
+
+    `stepsize_controller=None` means `PIDController(rtol, atol)` (adaptive); pass
+    `diffrax.ConstantStepSize()` with `dt0` for fixed steps. `adjoint` defaults to diffrax's
+    `RecursiveCheckpointAdjoint(checkpoints)`, whose memory is bounded by `checkpoints` states.
+    """
+
+    solver: diffrax.AbstractSolver = diffrax.Tsit5()
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None
+    dt0: float | None = eqx.field(static=True, default=None)
+    rtol: float = eqx.field(static=True, default=1e-6)
+    atol: float = eqx.field(static=True, default=1e-8)
+    max_steps: int | None = eqx.field(static=True, default=None)
+    checkpoints: int | None = eqx.field(static=True, default=None)
+
+    def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
+        if not isinstance(model, SmoothRelaxation):
+            raise DiffringError("method", "ODESolve", f"ODESolve integrates SmoothRelaxation, not {type(model).__name__}")
+        net = model.network
+        dtype = net.dtype
+        every = record.every
+        n_rec = n_steps // every + 1
+        t0 = jnp.asarray(t0, dtype)
+        ts = t0 + jnp.asarray(model.dt * every, dtype) * jnp.arange(n_rec, dtype=dtype)
+        t1 = ts[-1]
+        controller = self.stepsize_controller
+        if controller is None:
+            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+        dt0 = self.dt0 if self.dt0 is not None else model.dt
+        max_steps = self.max_steps
+        if max_steps is None:
+            fixed = isinstance(controller, diffrax.ConstantStepSize)
+            max_steps = int(np.ceil(n_steps * model.dt / dt0)) + 8 if fixed else max(16 * n_steps, 4096)
+        adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.checkpoints)
+        probes = net.rings.probes
+
+        def fn(t, y, args):
+            out = {f: record.select(net, getattr(y, f)) for f in record.fields}
+            out["probe_o"] = y.o[probes]
+            if record.reduce is not None:
+                out["reduced"] = record.reduce(t, y)
+            return out
+
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(model.vector_field),
+            self.solver,
+            t0,
+            t1,
+            jnp.asarray(dt0, dtype),
+            state0,
+            args=inputs,
+            saveat=saveat,
+            stepsize_controller=controller,
+            adjoint=adjoint,
+            max_steps=max_steps,
+            throw=False,
+        )
+        saved, final = sol.ys
+        state = jax.tree.map(lambda a: a[0], final)
+        recs: dict[str, Any] = {f: saved[f] for f in record.fields}
+        if record.reduce is not None:
+            recs["reduced"] = saved["reduced"]
+        tracker = tracker0
+        if record.phases:
+
+            def track(tr, x):
+                t, o = x
+                tr = tr.update(o, t)
+                theta, valid = tr.phase(t)
+                return tr, (theta, valid)
+
+            # Record 0 is the initial state the tracker already holds.
+            first = tracker0.phase(ts[0])
+            tracker, (theta, valid) = jax.lax.scan(track, tracker0, (ts[1:], saved["probe_o"][1:]))
+            theta = jnp.concatenate([first[0][None], theta])
+            valid = jnp.concatenate([first[1][None], valid])
+            recs.update(phase=theta, phase_valid=valid, R=order_parameter(theta, valid))
+        finite = _finite(state)
+        ok = sol.result == diffrax.RESULTS.successful
+        status = jnp.where(ok, jnp.where(finite, STATUS_OK, STATUS_NONFINITE), STATUS_SOLVER_FAILURE)
+        stats = {"num_steps": sol.stats["num_steps"]}
+        return _solution(ts, recs, status.astype(jnp.int32), state, tracker, stats, record)
+
+
+def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
+    if not isinstance(model, AbstractModel):
+        raise DiffringError("model", type(model).__name__, "expected a DiscreteMap, HardTrigger or SmoothRelaxation")
+    if (n_steps is None) == (t1 is None):
+        raise DiffringError("run", {"n_steps": n_steps, "t1": t1}, "give exactly one of n_steps or t1")
+    if n_steps is None:
+        from ._errors import check_float
+
+        t1 = check_float("run.t1", t1, positive=True)
+        n_steps = int(round(t1 / model.dt))
+        if n_steps < 1:
+            raise DiffringError("run.t1", t1, f"expected t1 >= dt = {model.dt}")
+    n_steps = check_int("run.n_steps", n_steps, minimum=1)
+    if n_steps % record.every:
+        raise DiffringError("record.every", record.every, f"expected a divisor of n_steps = {n_steps}")
+    n = model.network.n_neurons
+    lead = state0.v.shape[:-1]
+    if state0.v.shape[-1:] != (n,) or state0.o.shape != state0.v.shape:
+        raise DiffringError("init", f"v {state0.v.shape}, o {state0.o.shape}", f"expected matching shapes ending in ({n},)")
+    if len(lead) != (1 if batched else 0):
+        raise DiffringError("init", f"shape {state0.v.shape}", "expected (batch, n) for simulate_batch, (n,) for simulate")
+    if inputs is not None:
+        if model.network.n_inputs == 0:
+            raise DiffringError("input", f"shape {inputs.shape}", "this network has no input weights (Win)")
+        want = (n_steps, model.network.n_inputs)
+        if inputs.shape[-2:] != want:
+            raise DiffringError("input", f"shape {inputs.shape}", f"expected (n_steps, n_in) = {want}")
+    return n_steps
+
+
+@eqx.filter_jit
+def _run(model, state0, inputs, tracker0, t0, n_steps, record, method):
+    return method.run(model, state0, inputs, tracker0, t0, n_steps, record)
+
+
+def _tracker0(model, state0, record, t0):
+    if not record.phases:
+        return None
+    return PhaseTracker.init(state0.o[..., model.network.rings.probes], t0)
+
+
+def simulate(
+    model: AbstractModel,
+    state0: State,
+    *,
+    n_steps: int | None = None,
+    t1: float | None = None,
+    record: Record = Record(),
+    inputs: Float[Array, "n_steps n_in"] | None = None,
+    method: AbstractMethod | None = None,
+    t0: float = 0.0,
+    tracker: PhaseTracker | None = None,
+) -> Solution:
+    """Simulate one member for `n_steps` samples of `model.dt` (or up to time `t1`).
+
+    `inputs[t]` drives step t (u = W o + Win x). Pass the `state`/`tracker`/`t` of a previous
+    `Solution` (as `state0`, `tracker`, `t0`) to continue a run in segments.
+    """
+    n_steps = _check_run(model, state0, inputs, n_steps, t1, record)
+    method = model.default_method if method is None else method
+    if tracker is None:
+        tracker = _tracker0(model, state0, record, t0)
+    return _run(model, state0, inputs, tracker, t0, n_steps, record, method)
+
+
+def batched_model(model: AbstractModel, where: Callable, values) -> tuple[AbstractModel, Any]:
+    """Replace the leaf `where(model)` by `values` (leading batch axis) for a parameter sweep.
+
+    Returns the model and the `model_axes` tree to pass to `simulate_batch`.
+    """
+    model = eqx.tree_at(where, model, values)
+    axes = jax.tree.map(lambda _: None, model)
+    axes = eqx.tree_at(where, axes, 0, is_leaf=lambda x: x is None)
+    return model, axes
+
+
+def simulate_batch(
+    model: AbstractModel,
+    state0: State,
+    *,
+    n_steps: int | None = None,
+    t1: float | None = None,
+    record: Record = Record(),
+    inputs=None,
+    method: AbstractMethod | None = None,
+    model_axes=None,
+    chunk_size: int | None = None,
+    t0: float = 0.0,
+) -> Solution:
+    """Simulate a batch: `state0` has a leading batch axis B; `inputs` may too (B, n_steps, n_in).
+
+    `model_axes` (from `batched_model`) marks model leaves that carry the batch axis (a parameter
+    sweep). `chunk_size` bounds memory: members run `chunk_size` at a time inside one program.
+    Member b equals `simulate` of member b alone.
+    """
+    n_steps = _check_run(model, state0, None, n_steps, t1, record, batched=True)
+    B = state0.v.shape[0]
+    if inputs is not None:
+        inputs = jnp.asarray(inputs)
+        _check_run(model, jax.tree.map(lambda a: a[0], state0), inputs[0] if inputs.ndim == 3 else inputs,
+                   n_steps, None, record)
+    method = model.default_method if method is None else method
+    if chunk_size is not None:
+        chunk_size = check_int("run.chunk_size", chunk_size, minimum=1)
+    if model_axes is None:
+        model_axes = jax.tree.map(lambda _: None, model)
+    spec = jax.tree.map(lambda ax: ax is not None, model_axes, is_leaf=lambda x: x is None)
+    m_batched, m_rest = eqx.partition(model, spec)
+    input_batched = inputs is not None and inputs.ndim == 3
+    return _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B)
+
+
+@eqx.filter_jit
+def _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B):
+    def one(xs):
+        mb, s0, x = xs
+        model = eqx.combine(mb, m_rest)
+        x = x if input_batched else inputs
+        return method.run(model, s0, x, _tracker0(model, s0, record, t0), t0, n_steps, record)
+
+    xs = (m_batched, state0, inputs if input_batched else None)
+    if chunk_size is None or chunk_size >= B:
+        return jax.vmap(one)(xs)
+    return jax.lax.map(one, xs, batch_size=chunk_size)

@@ -1,0 +1,59 @@
+"""Heaviside strategies for the trigger: exact, straight-through surrogate, or soft.
+
+`H(x) = 1 where x >= 0 else 0`. The discrete map's output is `o' = 1 - H(d - theta(o))`.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+class AbstractThreshold(eqx.Module):
+    """A Heaviside function H(x) with a chosen forward value and derivative."""
+
+    @abc.abstractmethod
+    def __call__(self, x: Float[Array, "*n"]) -> Float[Array, "*n"]:
+        """Return H(x) in the dtype of x."""
+
+
+class HardThreshold(AbstractThreshold):
+    """The exact step: H(x) = [x >= 0]; its derivative is zero almost everywhere."""
+
+    def __call__(self, x):
+        return jnp.where(x >= 0, jnp.ones((), x.dtype), jnp.zeros((), x.dtype))
+
+
+@jax.custom_jvp
+def _straight_through(x, beta):
+    return jnp.where(x >= 0, jnp.ones((), x.dtype), jnp.zeros((), x.dtype))
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    x, beta = primals
+    dx, dbeta = tangents
+    s = jax.nn.sigmoid(beta * x)
+    return _straight_through(x, beta), beta * s * (1 - s) * dx
+
+
+class SigmoidSurrogate(AbstractThreshold):
+    """Exact step forward; derivative of sigmoid(beta x) backward (straight-through surrogate)."""
+
+    beta: float = 20.0
+
+    def __call__(self, x):
+        return _straight_through(x, jnp.asarray(self.beta, x.dtype))
+
+
+class SoftThreshold(AbstractThreshold):
+    """H(x) = sigmoid(beta x) forward and backward: a smooth discrete map whose gradients are exact."""
+
+    beta: float = 20.0
+
+    def __call__(self, x):
+        return jax.nn.sigmoid(jnp.asarray(self.beta, x.dtype) * x)
