@@ -343,12 +343,14 @@ def simulate_batch(
     model_axes=None,
     chunk_size: int | None = None,
     t0: float = 0.0,
+    tracker: PhaseTracker | None = None,
 ) -> Solution:
     """Simulate a batch: `state0` has a leading batch axis B; `inputs` may too (B, n_steps, n_in).
 
     `model_axes` (from `batched_model`) marks model leaves that carry the batch axis (a parameter
     sweep). `chunk_size` bounds memory: members run `chunk_size` at a time inside one program.
-    Member b equals `simulate` of member b alone.
+    Member b equals `simulate` of member b alone. Pass a previous batched `Solution`'s `tracker`
+    (with its `state` and `t`) to continue a batch in segments.
     """
     n_steps = _check_run(model, state0, None, n_steps, t1, record, batched=True)
     B = state0.v.shape[0]
@@ -364,18 +366,21 @@ def simulate_batch(
     spec = jax.tree.map(lambda ax: ax is not None, model_axes, is_leaf=lambda x: x is None)
     m_batched, m_rest = eqx.partition(model, spec)
     input_batched = inputs is not None and inputs.ndim == 3
-    return _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B)
+    return _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B,
+                      tracker)
 
 
 @eqx.filter_jit
-def _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B):
+def _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B,
+               tracker=None):
     def one(xs):
-        mb, s0, x = xs
+        mb, s0, x, tr = xs
         model = eqx.combine(mb, m_rest)
         x = x if input_batched else inputs
-        return method.run(model, s0, x, _tracker0(model, s0, record, t0), t0, n_steps, record)
+        tr = _tracker0(model, s0, record, t0) if tr is None else tr
+        return method.run(model, s0, x, tr, t0, n_steps, record)
 
-    xs = (m_batched, state0, inputs if input_batched else None)
+    xs = (m_batched, state0, inputs if input_batched else None, tracker)
     if chunk_size is None or chunk_size >= B:
         return jax.vmap(one)(xs)
     return jax.lax.map(one, xs, batch_size=chunk_size)
