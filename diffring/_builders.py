@@ -243,8 +243,10 @@ def _s2_members(shape, periodic):
         for j in range(cols):
             tl, tr, br, bl = vid(i, j), vid(i, j + 1), vid(i + 1, j + 1), vid(i + 1, j)
             members.append([tl, tr, br, bl] if (i + j) % 2 == 0 else [tl, bl, br, tr])
-    used = sorted({v for m in members for v in m})
-    relabel = {v: k for k, v in enumerate(used)}
+    relabel: dict[int, int] = {}  # first appearance, ring by ring (the documented numbering)
+    for m in members:
+        for v in m:
+            relabel.setdefault(v, len(relabel))
     return [[relabel[v] for v in m] for m in members]
 
 
