@@ -58,8 +58,9 @@ def test_small_world_with_inputs():
     o, v, o_ref, v_ref = _run_both(net, state, N_STEPS, inputs=x)
     _assert_agree(o, v, o_ref, v_ref, min_switches=20 * net.n_rings)
     # The inputs matter: without them the trajectory is different.
-    o_free, _ = numpy_discrete_map(net.coupling.to_scipy(), None, None, np.asarray(state.v), np.asarray(state.o),
-                                   N_STEPS, DT, 1.0, 0.49, 0.2)
+    o_free, _ = numpy_discrete_map(
+        net.coupling.to_scipy(), None, None, np.asarray(state.v), np.asarray(state.o), N_STEPS, DT, 1.0, 0.49, 0.2
+    )
     assert np.any(o_free != o_ref)
 
 
@@ -84,7 +85,7 @@ def test_network_from_files(tmp_path):
     n = int(sizes.sum())
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     post, pre, w = [], [], []
-    for s0, s in zip(starts, sizes):
+    for s0, s in zip(starts, sizes, strict=True):
         for k in range(s):
             post.append(s0 + k)
             pre.append(s0 + (k - 1) % s)
@@ -102,8 +103,14 @@ def test_network_from_files(tmp_path):
     tau = rng.uniform(0.8, 1.25, n)
     theta_H = rng.uniform(0.45, 0.55, n)
     theta_L = rng.uniform(0.15, 0.25, n)
-    net = diffring.from_files(str(tmp_path / "W.npz"), [int(s) for s in sizes], Win=str(tmp_path / "Win.npy"),
-                              tau=tau, theta_H=theta_H, theta_L=theta_L)
+    net = diffring.from_files(
+        str(tmp_path / "W.npz"),
+        [int(s) for s in sizes],
+        Win=str(tmp_path / "Win.npy"),
+        tau=tau,
+        theta_H=theta_H,
+        theta_L=theta_L,
+    )
     np.testing.assert_array_equal(net.coupling.to_scipy().toarray(), W.toarray())
     state = diffring.init.pulses(net, 1)
     x = 0.4 * rng.random((N_STEPS, 3))
