@@ -22,13 +22,32 @@ AGGREGATES = ("sum", "mean")
 
 
 def _dtype(dtype):
-    return jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    try:
+        out = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    except TypeError:
+        out = None
+    if out is None or not jnp.issubdtype(out, jnp.floating):
+        shown = getattr(dtype, "__name__", str(dtype))
+        raise DiffringError("dtype", shown, "expected a floating dtype (float32 or float64)")
+    return out
+
+
+def _check_probe(probe, sizes, where="network"):
+    """The probe position must exist in every ring (no silent clamping)."""
+    probe = check_int(f"{where}.probe", probe, minimum=0)
+    smallest = int(min(sizes))
+    if probe >= smallest:
+        raise DiffringError(f"{where}.probe", probe, f"expected a ring position < the smallest ring size {smallest}")
+    return probe
 
 
 def _params(n, tau, theta_H, theta_L, dtype, where="network"):
     out = []
     for name, val in (("tau", tau), ("theta_H", theta_H), ("theta_L", theta_L)):
-        arr = np.asarray(val, dtype=np.float64)
+        try:
+            arr = np.asarray(val, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DiffringError(f"{where}.{name}", val, f"expected a number or an array of shape ({n},)") from None
         if arr.ndim not in (0, 1) or (arr.ndim == 1 and arr.shape[0] != n):
             raise DiffringError(f"{where}.{name}", f"shape {arr.shape}", f"expected a scalar or shape ({n},)")
         check_finite_array(f"{where}.{name}", arr)
@@ -38,8 +57,12 @@ def _params(n, tau, theta_H, theta_L, dtype, where="network"):
         raise DiffringError(f"{where}.tau", float(np.min(tau_a)), "expected tau > 0")
     if np.any(tl_a <= 0):
         raise DiffringError(f"{where}.theta_L", float(np.min(tl_a)), "expected theta_L > 0")
-    if np.any(th_a < tl_a):
-        raise DiffringError(f"{where}.theta_H", float(np.min(th_a)), "expected theta_H >= theta_L (hysteresis)")
+    bad = np.flatnonzero(np.broadcast_to(th_a < tl_a, (n,)))
+    if bad.size:
+        i = int(bad[0])
+        h, lo = float(np.broadcast_to(th_a, (n,))[i]), float(np.broadcast_to(tl_a, (n,))[i])
+        at = "" if th_a.ndim == 0 and tl_a.ndim == 0 else f" at neuron {i}"
+        raise DiffringError(f"{where}.theta_H", h, f"expected theta_H >= theta_L = {lo}{at} (hysteresis)")
     return tuple(jnp.asarray(a, dtype=dtype) for a in out)
 
 
@@ -84,10 +107,10 @@ def rings(
     if isinstance(sizes, int | np.integer) or len(sizes) == 0:
         raise DiffringError("network.sizes", sizes, "expected a non-empty list of ring sizes >= 2")
     sizes = [check_int("network.sizes[]", s, minimum=2) for s in sizes]
-    probe = check_int("network.probe", probe, minimum=0)
+    probe = _check_probe(probe, sizes)
     dtype = _dtype(dtype)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    members = [list(range(s0, s0 + s)) for s0, s in zip(starts, sizes)]
+    members = [list(range(s0, s0 + s)) for s0, s in zip(starts, sizes, strict=True)]
     n = int(sum(sizes))
     post, pre = _ring_edges(members)
     coupling = SparseCoupling.from_edges(n, post, pre, np.ones(post.size), dtype)
@@ -139,20 +162,25 @@ def lattice(
     probe = check_int("network.probe", probe, minimum=0)
     if probe >= ring_size:
         raise DiffringError("network.probe", probe, f"expected a ring position < ring_size = {ring_size}")
+    eps = check_float("network.eps", eps)  # checked for every scheme, used by S0
     periodic = boundary == "periodic"
     if periodic and scheme != "S2" and min(shape) < 3:
         raise DiffringError("network.shape", list(shape), "periodic chains/lattices need every side >= 3")
     dtype = _dtype(dtype)
     kw = dict(tau=tau, theta_H=theta_H, theta_L=theta_L, dtype=dtype, grid=shape)
     if scheme == "S0":
-        eps = check_float("network.eps", eps)
         r_in = check_int("network.r_in", r_in, minimum=0)
         s_out = check_int("network.s_out", s_out, minimum=0)
         for name, val in (("r_in", r_in), ("s_out", s_out)):
             if val >= ring_size:
                 raise DiffringError(f"network.{name}", val, f"expected a ring position < ring_size = {ring_size}")
         coupling = LatticeS0Coupling(
-            eps=jnp.asarray(eps, dtype=dtype), ring_size=ring_size, grid=shape, r_in=r_in, s_out=s_out, periodic=periodic
+            eps=jnp.asarray(eps, dtype=dtype),
+            ring_size=ring_size,
+            grid=shape,
+            r_in=r_in,
+            s_out=s_out,
+            periodic=periodic,
         )
         n_rings = int(np.prod(shape))
         members = [[p * n_rings + r for p in range(ring_size)] for r in range(n_rings)]
@@ -295,10 +323,11 @@ def small_world(
     neighbour j. `Win[neuron 0 of ring i, m] = input_weight * Bernoulli(input_density)`.
     """
     n_rings = check_int("network.n_rings", n_rings, minimum=1)
-    if len(ring_sizes) != 2:
-        raise DiffringError("network.ring_sizes", list(ring_sizes), "expected [min, max]")
+    if isinstance(ring_sizes, str | int | np.integer) or len(ring_sizes) != 2:
+        raise DiffringError("network.ring_sizes", ring_sizes, "expected [min, max]")
     lo = check_int("network.ring_sizes[0]", ring_sizes[0], minimum=2)
     hi = check_int("network.ring_sizes[1]", ring_sizes[1], minimum=lo)
+    probe = _check_probe(probe, [lo])
     eps = check_float("network.eps", eps)
     p = check_float("network.p", p, lo=0.0, hi=1.0)
     n_in = check_int("network.n_in", n_in, minimum=0)
@@ -309,7 +338,7 @@ def small_world(
     rng = np.random.default_rng(seed)
     sizes = rng.integers(lo, hi + 1, size=n_rings)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    members = [list(range(s0, s0 + s)) for s0, s in zip(starts, sizes)]
+    members = [list(range(s0, s0 + s)) for s0, s in zip(starts, sizes, strict=True)]
     n = int(sizes.sum())
     post, pre = _ring_edges(members)
     w = [np.ones(post.size)]
@@ -355,19 +384,28 @@ def from_arrays(
         raise DiffringError(f"{where}.W", f"shape {W.shape}", "expected a square matrix (n_neurons x n_neurons)")
     n = W.shape[0]
     check_finite_array(f"{where}.W", W.data)
-    if len(rings) == 0:
+    if isinstance(rings, str | int | np.integer) or not hasattr(rings, "__len__") or len(rings) == 0:
         raise DiffringError(f"{where}.rings", rings, "expected a list of ring sizes or of member lists")
     if all(isinstance(r, int | np.integer) for r in rings):
         sizes = [check_int(f"{where}.rings[]", r, minimum=2) for r in rings]
         if sum(sizes) != n:
-            raise DiffringError(f"{where}.rings", f"sizes summing to {sum(sizes)}", f"expected sizes summing to n_neurons = {n}")
+            raise DiffringError(
+                f"{where}.rings", f"sizes summing to {sum(sizes)}", f"expected sizes summing to n_neurons = {n}"
+            )
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        members = [list(range(int(s0), int(s0) + s)) for s0, s in zip(starts, sizes)]
+        members = [list(range(int(s0), int(s0) + s)) for s0, s in zip(starts, sizes, strict=True)]
     else:
-        members = [[int(i) for i in m] for m in rings]
+        members = []
+        for m in rings:
+            if isinstance(m, str) or not hasattr(m, "__len__") or not all(isinstance(i, int | np.integer) for i in m):
+                raise DiffringError(f"{where}.rings", m, "expected all ring sizes, or all member lists of indices")
+            members.append([int(i) for i in m])
         for m in members:
             if len(m) < 2 or min(m) < 0 or max(m) >= n:
                 raise DiffringError(f"{where}.rings", m, f"expected member lists of >= 2 neuron indices in [0, {n})")
+            if len(set(m)) != len(m):
+                raise DiffringError(f"{where}.rings", m, "expected distinct neurons within a ring")
+    probe = _check_probe(probe, [len(m) for m in members], where)
     dtype = _dtype(dtype)
     coupling = SparseCoupling.from_edges(n, W.row, W.col, W.data, dtype)
     win = None

@@ -25,7 +25,10 @@ def load_array_file(field: str, path: str, *, sparse_ok: bool = False) -> np.nda
     except Exception as e:  # noqa: BLE001 - unreadable user file
         raise DiffringError(field, str(path), f"could not read it as an array file ({type(e).__name__}: {e})") from None
     if isinstance(a, np.lib.npyio.NpzFile):
+        a.close()
         raise DiffringError(field, str(path), "expected a .npy array file, not an .npz archive")
+    if a.dtype.kind not in "biuf":
+        raise DiffringError(field, str(path), f"expected a numeric array, got dtype {a.dtype}")
     check_finite_array(field, a)
     return np.asarray(a)
 
@@ -45,5 +48,7 @@ def load_npz_arrays(field: str, path: str, names: tuple[str, ...]) -> dict[str, 
     except Exception as e:  # noqa: BLE001
         raise DiffringError(field, str(path), f"could not read it as an .npz archive ({type(e).__name__})") from None
     for k, a in out.items():
+        if a.dtype.kind not in "biuf":
+            raise DiffringError(f"{field}[{k}]", str(path), f"expected a numeric array, got dtype {a.dtype}")
         check_finite_array(f"{field}[{k}]", a)
     return out
