@@ -1,0 +1,110 @@
+"""Command line: `diffring run [CONFIG.yaml] [--out DIR] [--set dotted.key=value ...]`.
+
+Without CONFIG, `run` does the embedded default (a 64 x 64 periodic S0 lattice of 6-rings at
+eps = 0.2, t = 400). `diffring config [CONFIG] [--set ...]` prints the resolved config without
+running. A bad config, override or file exits with status 2 and one line on stderr naming the
+field, the value and what is valid; nothing is written.
+
+Exit status: 0 done (per-member status is in summary.json), 1 internal error, 2 bad usage,
+config or file, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="diffring", description="Differentiating-neuron ring oscillators: simulate from a config.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = _Parser(add_help=False)
+    common.add_argument("config", nargs="?", metavar="CONFIG.yaml",
+                        help="YAML config (default: the embedded 64 x 64 S0 lattice run)")
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
+                        help="override one key, value read as YAML, e.g. --set network.eps=0.1 "
+                        "--set network.shape=[8,8] (repeatable)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    r = sub.add_parser("run", parents=[common], help="simulate and write an output directory")
+    r.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
+    r.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("config", parents=[common], help="print the resolved config and exit")
+    return p
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def resolved_config(config: str | None, overrides: list[str]) -> dict:
+    """Load (or take the embedded default), apply --set overrides, resolve."""
+    from ._config import DEFAULT_CONFIG, apply_overrides, load_config, resolve
+
+    raw = load_config(config) if config is not None else DEFAULT_CONFIG
+    return resolve(apply_overrides(raw, overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `diffring` command (and `python -m diffring`). Returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"diffring: error: {_one_line(e)} (see diffring --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    from ._errors import DiffringError
+
+    try:
+        cfg = resolved_config(args.config, args.overrides)
+        if args.command == "config":
+            from ._config import dump_yaml
+
+            sys.stdout.write(dump_yaml(cfg))
+            return EXIT_OK
+        if cfg["dtype"] == "float64":
+            import jax
+
+            # Before any array exists: float64 is a process-wide JAX switch, so the CLI (not an
+            # import of the library) flips it.
+            jax.config.update("jax_enable_x64", True)
+        from ._run import check_out_dir, default_out_dir, run
+
+        out = args.out if args.out is not None else default_out_dir()
+        check_out_dir(out, args.overwrite)
+        summary = run(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
+    except DiffringError as e:
+        print(f"diffring: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("diffring: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"diffring: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    t = summary["timings"]
+    R = summary["R_final"]
+    R_txt = "" if R is None else f", final R = {R:.3f}" if isinstance(R, float) else f", final R = {R}"
+    print(f"diffring: wrote {out} ({summary['n_neurons']} neurons, {summary['n_steps']} steps, "
+          f"status {summary['status']}{R_txt}; build {t['build_s']:.1f} s, compile {t['compile_s']:.1f} s, "
+          f"simulate {t['simulate_s']:.1f} s, total {t['total_s']:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""The run driver behind `diffring run`: build from a resolved config, compile, simulate in equal
+segments (one compilation, a progress bar), and write the output directory atomically.
+
+Output directory (written to a temporary sibling and renamed at the end, so a failed run leaves
+nothing that looks valid):
+
+- `config.yaml`: the fully resolved config (feeding it back in reproduces the run);
+- `summary.json`: versions, seed, sizes, n_steps, dt, dtype, per-member `status`, final `R`, and
+  `timings` (build_s, compile_s, simulate_s, write_s, total_s; see `run`);
+- `outputs.npz`: `t` (n_records,), recorded `o`, `v` (n_records, n_selected) with a leading batch
+  axis when batched (record 0 is the initial state), `recorded` (indices of the recorded neurons),
+  `R`, `phase`, `phase_valid` when phases are tracked (and `C1`, the nearest-neighbour phase
+  correlation, for chains and lattices), `final_v`, `final_o`, `probes`, `status`;
+- `raster.png`, `phase_map.png`, `R.png` (see `diffring._plot`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._config import Built, build, dump_yaml, jax_dtype
+from ._errors import DiffringError
+
+RECORD_KEYS = ("t", "o", "v", "phase", "phase_valid", "R")
+
+
+def neighbour_correlation(phase, valid, grid, periodic: bool) -> np.ndarray:
+    """Nearest-neighbour phase correlation C1 = < cos(theta_r - theta_r') > over grid-neighbour
+    pairs where both rings have a phase, along every grid axis; phase (..., n_rings) -> (...,).
+
+    The local counterpart of R(t): it rises as phase domains grow even when R, a global average
+    over several domains, does not.
+    """
+    lead = phase.shape[:-1]
+    th = phase.reshape(lead + tuple(grid))
+    ok = valid.reshape(lead + tuple(grid))
+    num = np.zeros(lead)
+    den = np.zeros(lead)
+    for ax in range(len(grid)):
+        a = len(lead) + ax
+        if periodic:
+            th2, ok2, th1, ok1 = np.roll(th, 1, axis=a), np.roll(ok, 1, axis=a), th, ok
+        else:
+            n = grid[ax]
+            th1, ok1 = np.take(th, np.arange(1, n), axis=a), np.take(ok, np.arange(1, n), axis=a)
+            th2, ok2 = np.take(th, np.arange(n - 1), axis=a), np.take(ok, np.arange(n - 1), axis=a)
+        both = ok1 & ok2
+        axes = tuple(range(len(lead), th.ndim))
+        num += np.sum(np.where(both, np.cos(th1 - th2), 0.0), axis=axes)
+        den += np.sum(both, axis=axes)
+    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+
+
+def default_out_dir() -> str:
+    """`runs/<YYYYmmdd-HHMMSS>` under the current directory (with a suffix if it exists)."""
+    base = os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    out, i = base, 1
+    while os.path.exists(out):
+        out, i = f"{base}-{i}", i + 1
+    return out
+
+
+def check_out_dir(out: str, overwrite: bool = False) -> None:
+    """Refuse to write into an existing non-empty directory (unless `overwrite`) or onto a file."""
+    if os.path.isfile(out):
+        raise DiffringError("--out", out, "is a file: expected a directory path")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise DiffringError("--out", out, "directory exists and is not empty: choose another or pass --overwrite")
+
+
+def _segments(n_blocks: int, max_segments: int) -> int:
+    """The largest number of equal segments <= max_segments that divides the record blocks."""
+    return max(s for s in range(1, min(max_segments, n_blocks) + 1) if n_blocks % s == 0)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("diffring", "jax", "jaxlib", "equinox", "diffrax", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
+    """Run `built` for run.n_steps in equal segments; return (records dict, final state, status, timings).
+
+    The first segment is run twice: the first call includes tracing and XLA compilation, the second
+    is pure execution; compile_s is their difference and simulate_s sums the post-compilation
+    segment times (including the device-to-host copy of each segment's records).
+    """
+    import jax
+    import jax.numpy as jnp
+    from tqdm.auto import tqdm
+
+    import diffring as dr
+
+    run, rec = cfg["run"], built.record
+    n_steps, every, dt, B = run["n_steps"], rec.every, cfg["model"]["dt"], built.batch
+    n_seg = _segments(n_steps // every, run["segments"])
+    seg = n_steps // n_seg
+    dtype = jax_dtype(cfg)
+    batched = B > 1 or built.state0.v.ndim == 2
+    axis = 1 if batched else 0
+
+    def call(s, state, tracker):
+        t0 = jnp.asarray(s * seg * dt, dtype)  # an array, so every segment reuses one compilation
+        x = None
+        if built.inputs is not None:
+            x = built.inputs[..., s * seg : (s + 1) * seg, :]
+        kw = dict(n_steps=seg, record=rec, inputs=x, method=built.method, t0=t0, tracker=tracker)
+        if batched:
+            sol = dr.simulate_batch(built.model, state, chunk_size=run["chunk_size"], **kw)
+        else:
+            sol = dr.simulate(built.model, state, **kw)
+        host = {k: np.asarray(getattr(sol, k)) for k in RECORD_KEYS if getattr(sol, k) is not None}
+        return sol, host
+
+    parts, status = [], None
+    timings = {}
+    state, tracker = built.state0, None
+    bar = tqdm(total=n_steps, unit="step", unit_scale=True, desc="compiling", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        tic = time.perf_counter()
+        jax.block_until_ready(call(0, state, tracker))
+        first = time.perf_counter() - tic
+        bar.set_description("simulating")
+        bar.reset(total=n_steps)  # restart the clock: the rate shown excludes compilation
+        sim = 0.0
+        for s in range(n_seg):
+            tic = time.perf_counter()
+            sol, host = call(s, state, tracker)
+            jax.block_until_ready(sol)
+            sim += time.perf_counter() - tic
+            if s == 0:
+                timings["compile_s"] = max(first - sim, 0.0)
+            st = np.asarray(sol.status)
+            status = st if status is None else np.where(status == 0, st, status)  # keep the first failure
+            state, tracker = sol.state, sol.tracker
+            if s > 0:  # drop the duplicated first record (the previous segment's last one)
+                host = {k: np.take(a, np.arange(1, a.shape[axis]), axis=axis) for k, a in host.items()}
+            parts.append(host)
+            bar.update(seg)
+            if "R" in host:
+                r = host["R"][..., -1]
+                bar.set_postfix(R=f"{float(np.mean(r)):.3f}")
+    finally:
+        bar.close()
+    timings["simulate_s"] = sim
+    records = {k: np.concatenate([p[k] for p in parts], axis=axis) for k in parts[0]}
+    return records, state, status, timings, n_seg
+
+
+def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = False) -> dict:
+    """Build, simulate and write one run of a resolved config into `out`; returns the summary.
+
+    Raises `DiffringError` for a bad config or file before anything is written.
+    """
+    import jax
+
+    import diffring as dr
+
+    t_start = time.perf_counter()
+    check_out_dir(out, overwrite)
+    tic = time.perf_counter()
+    built = build(cfg)
+    jax.block_until_ready(built.state0)
+    build_s = time.perf_counter() - tic
+
+    records, state, status, timings, n_seg = simulate_segments(cfg, built, progress=progress)
+    net = built.network
+    batched = status.ndim == 1
+    outputs = dict(records)
+    outputs["final_v"] = np.asarray(state.v)
+    outputs["final_o"] = np.asarray(state.o)
+    outputs["probes"] = np.asarray(net.rings.probes)
+    which = built.record.which
+    outputs["recorded"] = (np.arange(net.n_neurons) if which == "all" else outputs["probes"] if which == "probes"
+                           else np.asarray(which))
+    outputs["status"] = status.astype(np.int32)
+    names = [dr.STATUS_NAMES[int(s)] for s in np.atleast_1d(status)]
+    R_final = C1_final = None
+    if "R" in records:
+        R_final = records["R"][..., -1].tolist()
+        if net.grid is not None:
+            periodic = cfg["network"].get("boundary") == "periodic"
+            outputs["C1"] = neighbour_correlation(records["phase"], records["phase_valid"], net.grid, periodic)
+            C1_final = outputs["C1"][..., -1].tolist()
+
+    n_steps = cfg["run"]["n_steps"]
+    summary = {
+        "diffring_version": dr.__version__,
+        "jax_version": jax.__version__,
+        "versions": _versions(),
+        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "seed": cfg["seed"],
+        "dtype": cfg["dtype"],
+        "network_kind": cfg["network"]["kind"],
+        "model_kind": cfg["model"]["kind"],
+        "init_kind": cfg["init"]["kind"],
+        "n_neurons": int(net.n_neurons),
+        "n_rings": int(net.n_rings),
+        "n_inputs": int(net.n_inputs),
+        "grid": list(net.grid) if net.grid is not None else None,
+        "n_steps": n_steps,
+        "dt": cfg["model"]["dt"],
+        "t1": cfg["run"]["t1"],
+        "batch": int(status.shape[0]) if batched else 1,
+        "record_every": cfg["record"]["every"],
+        "n_records": int(records["t"].shape[-1]),
+        "segments": n_seg,
+        "status": names if batched else names[0],
+        "R_final": R_final,
+        "C1_final": C1_final,
+        "timings": {"build_s": build_s, **timings},
+        "timings_note": "compile_s = first call of segment 1 minus a re-run of it (tracing + XLA compilation); "
+        "simulate_s = all segments after compilation, including copying records to the host; "
+        "build_s includes building the initial state (random_phase simulates isolated rings)",
+    }
+    members = summary["batch"]
+    summary["neuron_steps_per_s"] = net.n_neurons * n_steps * members / max(timings["simulate_s"], 1e-12)
+    if any(n != "ok" for n in names):
+        print(f"diffring: warning: status {names}; see summary.json", file=sys.stderr)
+
+    tic = time.perf_counter()
+    _write_atomic(out, cfg, summary, outputs, net.grid, overwrite=overwrite, t_start=t_start, tic=tic)
+    return summary
+
+
+def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
+    from ._plot import save_run_plots
+
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final directory should not be
+    try:
+        with open(os.path.join(tmp, "config.yaml"), "w") as f:
+            f.write(dump_yaml(cfg))
+        np.savez_compressed(os.path.join(tmp, "outputs.npz"), **outputs)
+        if cfg["output"]["plots"]:
+            summary["plots"] = save_run_plots(outputs, grid, tmp, max_rows=cfg["output"]["raster_rows"])
+        summary["timings"]["write_s"] = time.perf_counter() - tic
+        summary["timings"]["total_s"] = time.perf_counter() - t_start
+        with open(os.path.join(tmp, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+            f.write("\n")
+        check_out_dir(out, overwrite)
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
