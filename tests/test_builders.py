@@ -320,7 +320,14 @@ def test_small_world_seeded():
 
 @pytest.mark.parametrize(
     "n_rings, sizes, eps, p",
-    [(200, (2, 8), 0.05, 0.1), (150, (3, 10), 0.25, 0.2), (50, (4, 4), 0.1, 0.0), (60, (2, 5), 0.2, 1.0)],
+    [
+        (200, (2, 8), 0.05, 0.1),
+        (150, (3, 10), 0.25, 0.2),
+        (50, (4, 4), 0.1, 0.0),
+        (60, (2, 5), 0.2, 1.0),
+        (2, (2, 3), 0.1, 0.5),
+        (1, (3, 3), 0.1, 0.5),
+    ],
 )
 def test_small_world_structure(n_rings, sizes, eps, p):
     net = diffring.small_world(n_rings, sizes, eps=eps, p=p, n_in=8, input_weight=0.7, input_density=0.5, seed=1)
