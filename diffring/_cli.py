@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
     t = summary["timings"]
     R = summary["R_final"]
-    R_txt = "" if R is None else f", final R = {R:.3f}" if isinstance(R, float) else f", final R = {R}"
+    R_txt = ("" if R is None else f", final R = {R:.3f}" if isinstance(R, float)
+             else ", final R = [" + ", ".join(f"{r:.3f}" for r in R[:8]) + (", ...]" if len(R) > 8 else "]"))
     print(f"diffring: wrote {out} ({summary['n_neurons']} neurons, {summary['n_steps']} steps, "
           f"status {summary['status']}{R_txt}; build {t['build_s']:.1f} s, compile {t['compile_s']:.1f} s, "
           f"simulate {t['simulate_s']:.1f} s, total {t['total_s']:.1f} s)", file=sys.stderr)

@@ -162,6 +162,8 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
         bar.close()
     timings["simulate_s"] = sim
     records = {k: np.concatenate([p[k] for p in parts], axis=axis) for k in parts[0]}
+    if batched:
+        records["t"] = records["t"][0]  # every member shares the record times
     return records, state, status, timings, n_seg
 
 
