@@ -29,6 +29,19 @@ STATUS_SOLVER_FAILURE = 2
 STATUS_NAMES = ("ok", "non-finite", "solver failure")
 
 
+def _as_which(which):
+    if isinstance(which, str):
+        return which
+    try:
+        return tuple(int(i) for i in np.asarray(which).reshape(-1))
+    except (TypeError, ValueError):
+        raise DiffringError("record.which", which, "expected 'all', 'probes' or a list of neuron indices") from None
+
+
+def _as_fields(fields):
+    return (fields,) if isinstance(fields, str) else tuple(fields)
+
+
 class Record(eqx.Module):
     """What a run keeps, sampled every `every` steps (record 0 is the initial state).
 
@@ -39,8 +52,8 @@ class Record(eqx.Module):
     """
 
     every: int = eqx.field(static=True, default=1)
-    which: str | tuple[int, ...] = eqx.field(static=True, default="all")
-    fields: tuple[str, ...] = eqx.field(static=True, default=("o", "v"))
+    which: str | tuple[int, ...] = eqx.field(static=True, default="all", converter=_as_which)
+    fields: tuple[str, ...] = eqx.field(static=True, default=("o", "v"), converter=_as_fields)
     phases: bool = eqx.field(static=True, default=True)
     reduce: Callable | None = eqx.field(static=True, default=None)
 
@@ -48,6 +61,8 @@ class Record(eqx.Module):
         check_int("record.every", self.every, minimum=1)
         if isinstance(self.which, str):
             check_choice("record.which", self.which, ("all", "probes"))
+        elif len(self.which) == 0:
+            raise DiffringError("record.which", [], "expected at least one neuron index")
         for f in self.fields:
             check_choice("record.fields[]", f, ("o", "v"))
 
@@ -152,11 +167,12 @@ class MapScan(AbstractMethod):
                 tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
             return (state, tracker, ok & ok_step, k), None
 
-        def block(c, x):
-            c, _ = jax.lax.scan(inner, c[:4], x, length=every, unroll=self.unroll)
+        def block(c_outer, x):
+            c, _ = jax.lax.scan(inner, c_outer[:4], x, length=every, unroll=self.unroll)
             state, tracker, ok, k = c
             t = t0 + k.astype(dtype) * dt
-            return (state, tracker, ok, k, _finite(state)), _records(record, net, t, state, tracker)
+            finite = c_outer[4] & _finite(state)  # sticky: a transient NaN/inf still marks the member
+            return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
 
         if self.checkpoint:
             block = jax.checkpoint(block)
@@ -164,9 +180,23 @@ class MapScan(AbstractMethod):
         (state, tracker, ok, _, finite), recs = jax.lax.scan(block, c0, xs, length=n_blocks)
         rec0 = _records(record, net, t0, state0, tracker0)
         recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
-        t = t0 + dt * every * jnp.arange(n_blocks + 1, dtype=dtype)
+        t = t0 + (every * jnp.arange(n_blocks + 1)).astype(dtype) * dt
         status = jnp.where(finite, jnp.where(ok, STATUS_OK, STATUS_SOLVER_FAILURE), STATUS_NONFINITE)
         return _solution(t, recs, status.astype(jnp.int32), state, tracker, {}, record)
+
+
+class _LaneIndependentTerm(diffrax.ODETerm):
+    """An `ODETerm` that turns off first-same-as-last (FSAL) reuse in diffrax's Runge-Kutta solvers.
+
+    Under `vmap`, diffrax re-evaluates the first stage of *every* member while *any* member is still
+    on its first step (`unvmap_any`), which changes members' rounding and hence their adaptive step
+    sequences: a batch would no longer equal its single runs. Without FSAL every step evaluates all
+    stages in every member (one extra vector-field call per step for Tsit5), so member b of a batch
+    is bit-for-bit the single run of member b.
+    """
+
+    def is_vf_expensive(self, t0, t1, y, args) -> bool:
+        return True
 
 
 class ODESolve(AbstractMethod):
@@ -193,7 +223,7 @@ class ODESolve(AbstractMethod):
         every = record.every
         n_rec = n_steps // every + 1
         t0 = jnp.asarray(t0, dtype)
-        ts = t0 + jnp.asarray(model.dt * every, dtype) * jnp.arange(n_rec, dtype=dtype)
+        ts = t0 + (every * jnp.arange(n_rec)).astype(dtype) * jnp.asarray(model.dt, dtype)
         t1 = ts[-1]
         controller = self.stepsize_controller
         if controller is None:
@@ -215,7 +245,7 @@ class ODESolve(AbstractMethod):
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(model.vector_field),
+            _LaneIndependentTerm(model.vector_field),
             self.solver,
             t0,
             t1,
@@ -249,8 +279,12 @@ class ODESolve(AbstractMethod):
             valid = jnp.concatenate([first[1][None], valid])
             recs.update(phase=theta, phase_valid=valid, R=order_parameter(theta, valid))
         finite = _finite(state)
+        # A non-finite start (state or parameters) makes diffrax reject every step until max_steps;
+        # report it as non-finite, not as a solver failure.
+        finite0 = _finite(state0) & _finite(model.vector_field(t0, state0, inputs))
         ok = sol.result == diffrax.RESULTS.successful
         status = jnp.where(ok, jnp.where(finite, STATUS_OK, STATUS_NONFINITE), STATUS_SOLVER_FAILURE)
+        status = jnp.where(finite0, status, STATUS_NONFINITE)
         stats = {"num_steps": sol.stats["num_steps"]}
         return _solution(ts, recs, status.astype(jnp.int32), state, tracker, stats, record)
 
@@ -276,6 +310,8 @@ def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
         raise DiffringError("init", f"v {state0.v.shape}, o {state0.o.shape}", f"expected matching shapes ending in ({n},)")
     if len(lead) != (1 if batched else 0):
         raise DiffringError("init", f"shape {state0.v.shape}", "expected (batch, n) for simulate_batch, (n,) for simulate")
+    if not isinstance(record.which, str) and not all(0 <= i < n for i in record.which):
+        raise DiffringError("record.which", list(record.which), f"expected neuron indices in [0, {n})")
     if inputs is not None:
         if model.network.n_inputs == 0:
             raise DiffringError("input", f"shape {inputs.shape}", "this network has no input weights (Win)")
@@ -315,6 +351,7 @@ def simulate(
     """
     n_steps = _check_run(model, state0, inputs, n_steps, t1, record)
     method = model.default_method if method is None else method
+    t0 = jnp.asarray(t0, model.network.dtype)  # traced, not static: continuing a run does not recompile
     if tracker is None:
         tracker = _tracker0(model, state0, record, t0)
     return _run(model, state0, inputs, tracker, t0, n_steps, record, method)
@@ -356,6 +393,8 @@ def simulate_batch(
     B = state0.v.shape[0]
     if inputs is not None:
         inputs = jnp.asarray(inputs)
+        if inputs.ndim == 3 and inputs.shape[0] != B:
+            raise DiffringError("input", f"shape {inputs.shape}", f"expected (batch = {B}, n_steps, n_in) or (n_steps, n_in)")
         _check_run(model, jax.tree.map(lambda a: a[0], state0), inputs[0] if inputs.ndim == 3 else inputs,
                    n_steps, None, record)
     method = model.default_method if method is None else method
@@ -365,7 +404,12 @@ def simulate_batch(
         model_axes = jax.tree.map(lambda _: None, model)
     spec = jax.tree.map(lambda ax: ax is not None, model_axes, is_leaf=lambda x: x is None)
     m_batched, m_rest = eqx.partition(model, spec)
+    for leaf in jax.tree.leaves(m_batched):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != B:
+            raise DiffringError("model_axes", f"a swept parameter of shape {jnp.shape(leaf)}",
+                                f"expected a leading batch axis of size {B} (the batch size of state0)")
     input_batched = inputs is not None and inputs.ndim == 3
+    t0 = jnp.asarray(t0, model.network.dtype)  # traced, not static: continuing a batch does not recompile
     return _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B,
                       tracker)
 
