@@ -410,6 +410,8 @@ def simulate_batch(
                                 f"expected a leading batch axis of size {B} (the batch size of state0)")
     input_batched = inputs is not None and inputs.ndim == 3
     t0 = jnp.asarray(t0, model.network.dtype)  # traced, not static: continuing a batch does not recompile
+    if tracker is None and not jax.tree.leaves(m_batched):
+        tracker = _tracker0(model, state0, record, t0)  # as in `simulate`, so a continued batch reuses the program
     return _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B,
                       tracker)
 
