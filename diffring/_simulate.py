@@ -199,6 +199,10 @@ class _LaneIndependentTerm(diffrax.ODETerm):
         return True
 
 
+def _since(vector_field, t0, t, y, args):
+    return vector_field(t - t0, y, args)
+
+
 class ODESolve(AbstractMethod):
     """Integrate `SmoothRelaxation` with `diffrax.diffeqsolve`.
 
@@ -244,8 +248,10 @@ class ODESolve(AbstractMethod):
             return out
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
+        # inputs[i] drives [t0 + i dt, t0 + (i + 1) dt): the field looks inputs up by time since t0
+        field = eqx.Partial(_since, model.vector_field, t0)
         sol = diffrax.diffeqsolve(
-            _LaneIndependentTerm(model.vector_field),
+            _LaneIndependentTerm(field),
             self.solver,
             t0,
             t1,
