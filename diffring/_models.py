@@ -70,11 +70,13 @@ class DiscreteMap(AbstractSteppedModel):
     def make_step(self):
         net, H = self.network, self.threshold
         alpha = jnp.exp(-jnp.asarray(self.dt, net.dtype) / net.tau)
-        beta = 1 - alpha
 
         def step(state: State, x):
             u = net.drive(state.o, x)
-            v = alpha * state.v + beta * u
+            # = alpha v + (1 - alpha) u. One product only: XLA CPU contracts a*b + c*d into an FMA on
+            # either product depending on fusion, so batched and single programs would round
+            # differently; with one product the rounding is the same in every program.
+            v = u + alpha * (state.v - u)
             d = u - v
             o = 1 - H(d - _theta(state.o, net))
             return State(v, o), jnp.asarray(True)
