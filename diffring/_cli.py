@@ -30,11 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="diffring", description="Differentiating-neuron ring oscillators: simulate from a config.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _Parser(add_help=False)
-    common.add_argument("config", nargs="?", metavar="CONFIG.yaml",
-                        help="YAML config (default: the embedded 64 x 64 S0 lattice run)")
-    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
-                        help="override one key, value read as YAML, e.g. --set network.eps=0.1 "
-                        "--set network.shape=[8,8] (repeatable)")
+    common.add_argument(
+        "config", nargs="?", metavar="CONFIG.yaml", help="YAML config (default: the embedded 64 x 64 S0 lattice run)"
+    )
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="dotted.key=value",
+        help="override one key, value read as YAML, e.g. --set network.eps=0.1 --set network.shape=[8,8] (repeatable)",
+    )
     common.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     r = sub.add_parser("run", parents=[common], help="simulate and write an output directory")
     r.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
@@ -94,16 +100,26 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise
-        print(f"diffring: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"diffring: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     t = summary["timings"]
     R = summary["R_final"]
-    R_txt = ("" if R is None else f", final R = {R:.3f}" if isinstance(R, float)
-             else ", final R = [" + ", ".join(f"{r:.3f}" for r in R[:8]) + (", ...]" if len(R) > 8 else "]"))
-    print(f"diffring: wrote {out} ({summary['n_neurons']} neurons, {summary['n_steps']} steps, "
-          f"status {summary['status']}{R_txt}; build {t['build_s']:.1f} s, compile {t['compile_s']:.1f} s, "
-          f"simulate {t['simulate_s']:.1f} s, total {t['total_s']:.1f} s)", file=sys.stderr)
+    R_txt = (
+        ""
+        if R is None
+        else f", final R = {R:.3f}"
+        if isinstance(R, float)
+        else ", final R = [" + ", ".join(f"{r:.3f}" for r in R[:8]) + (", ...]" if len(R) > 8 else "]")
+    )
+    print(
+        f"diffring: wrote {out} ({summary['n_neurons']} neurons, {summary['n_steps']} steps, "
+        f"status {summary['status']}{R_txt}; build {t['build_s']:.1f} s, compile {t['compile_s']:.1f} s, "
+        f"simulate {t['simulate_s']:.1f} s, total {t['total_s']:.1f} s)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 

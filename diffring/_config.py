@@ -288,8 +288,14 @@ DEFAULT_T1 = 100.0  # run length when a config gives neither run.t1 nor run.n_st
 DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "dtype": "float64",
-    "network": {"kind": "lattice", "shape": [64, 64], "ring_size": 6, "scheme": "S0", "eps": 0.2,
-                "boundary": "periodic"},
+    "network": {
+        "kind": "lattice",
+        "shape": [64, 64],
+        "ring_size": 6,
+        "scheme": "S0",
+        "eps": 0.2,
+        "boundary": "periodic",
+    },
     "model": {"kind": "discrete", "dt": 0.01},
     "init": {"kind": "random_phase"},
     "input": {"kind": "none"},
@@ -443,8 +449,9 @@ def apply_overrides(raw: Mapping, overrides: list[str]) -> dict:
 def _unknown(field: str, key: Any, value: Any, valid: list[str], what: str) -> DiffringError:
     close = difflib.get_close_matches(str(key), valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return DiffringError(f"{field}.{key}" if field else str(key), value,
-                         f"unknown key{hint}; valid keys {what}: " + ", ".join(valid))
+    return DiffringError(
+        f"{field}.{key}" if field else str(key), value, f"unknown key{hint}; valid keys {what}: " + ", ".join(valid)
+    )
 
 
 def _section(name: str, raw: Any, schema: Mapping, what: str, extra: tuple[str, ...] = ()) -> dict:
@@ -510,8 +517,11 @@ def _resolve_run_length(cfg: dict) -> None:
         if n_steps < 1:
             raise DiffringError("run.t1", t1, f"expected t1 >= model.dt = {dt}")
     elif t1 is not None and int(round(t1 / dt)) != n_steps:
-        raise DiffringError("run", {"t1": t1, "n_steps": n_steps},
-                            f"give one of t1 or n_steps, or both consistent: n_steps = round(t1 / dt), dt = {dt}")
+        raise DiffringError(
+            "run",
+            {"t1": t1, "n_steps": n_steps},
+            f"give one of t1 or n_steps, or both consistent: n_steps = round(t1 / dt), dt = {dt}",
+        )
     run["n_steps"] = n_steps
     run["t1"] = n_steps * dt
     every = cfg["record"]["every"]
@@ -552,8 +562,11 @@ def jax_dtype(cfg: Mapping):
 
     if cfg["dtype"] == "float64":
         if not jax.config.jax_enable_x64:
-            raise DiffringError("dtype", "float64", "JAX x64 is disabled: call "
-                                "jax.config.update('jax_enable_x64', True) before building (the CLI does)")
+            raise DiffringError(
+                "dtype",
+                "float64",
+                "JAX x64 is disabled: call jax.config.update('jax_enable_x64', True) before building (the CLI does)",
+            )
         return jnp.float64
     return jnp.float32
 
@@ -606,16 +619,33 @@ def build_model(cfg: Mapping, network):
         import diffrax
 
         solver = {
-            "tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "bosh3": diffrax.Bosh3,
-            "heun": diffrax.Heun, "midpoint": diffrax.Midpoint, "ralston": diffrax.Ralston, "euler": diffrax.Euler,
+            "tsit5": diffrax.Tsit5,
+            "dopri5": diffrax.Dopri5,
+            "dopri8": diffrax.Dopri8,
+            "bosh3": diffrax.Bosh3,
+            "heun": diffrax.Heun,
+            "midpoint": diffrax.Midpoint,
+            "ralston": diffrax.Ralston,
+            "euler": diffrax.Euler,
         }[m["solver"]]()
         if m["adaptive"] and m["solver"] == "euler":
-            raise DiffringError("model.solver", "euler", "euler has no error estimate: set model.adaptive: false "
-                                "or choose one of " + ", ".join(s for s in SOLVERS if s != "euler"))
+            raise DiffringError(
+                "model.solver",
+                "euler",
+                "euler has no error estimate: set model.adaptive: false "
+                "or choose one of " + ", ".join(s for s in SOLVERS if s != "euler"),
+            )
         controller = None if m["adaptive"] else diffrax.ConstantStepSize()
         model = dr.SmoothRelaxation(network, m["dt"], m["beta"], m["eps_o"], m["corrected"])
-        method = dr.ODESolve(solver=solver, stepsize_controller=controller, dt0=m["dt0"], rtol=m["rtol"],
-                             atol=m["atol"], max_steps=m["max_steps"], checkpoints=m["checkpoints"])
+        method = dr.ODESolve(
+            solver=solver,
+            stepsize_controller=controller,
+            dt0=m["dt0"],
+            rtol=m["rtol"],
+            atol=m["atol"],
+            max_steps=m["max_steps"],
+            checkpoints=m["checkpoints"],
+        )
         return model, method
     raise AssertionError(kind)
 
@@ -636,34 +666,44 @@ def build_init(cfg: Mapping, network):
     init, B, dt = cfg["init"], cfg["run"]["batch"], cfg["model"]["dt"]
     kind = init["kind"]
     pulse = {"v_low": init.get("v_low"), "v_rest": init.get("v_rest")}
-    if kind == "pulses":
-        one = lambda key: dr.init.pulses(network, init["k"], init["positions"], **pulse)  # noqa: E731
-    elif kind == "random_phase":
-        one = lambda key: dr.init.random_phase(network, key, dt, k=init["k"], transient=init["transient"],  # noqa: E731
-                                               **pulse)
-    elif kind == "published":
-        one = lambda key: dr.init.published(network, key, dt, warmup_steps=init["warmup_steps"],  # noqa: E731
-                                            max_factor=init["max_factor"], **pulse)
-    elif kind == "uniform":
-        one = lambda key: dr.init.uniform(network, key)  # noqa: E731
-    elif kind == "file":
+
+    def one(key):
+        if kind == "pulses":
+            return dr.init.pulses(network, init["k"], init["positions"], **pulse)
+        if kind == "random_phase":
+            return dr.init.random_phase(network, key, dt, k=init["k"], transient=init["transient"], **pulse)
+        if kind == "published":
+            kw = dict(warmup_steps=init["warmup_steps"], max_factor=init["max_factor"])
+            return dr.init.published(network, key, dt, **kw, **pulse)
+        return dr.init.uniform(network, key)
+
+    if kind == "file":
         s = dr.init.from_file(network, init["path"])
         lead = s.v.shape[:-1]
         if lead == () and B > 1:
-            raise DiffringError("run.batch", B, f"init file {init['path']!r} holds one state: expected run.batch = 1, "
-                                "or arrays v, o of shape (batch, n_neurons)")
+            raise DiffringError(
+                "run.batch",
+                B,
+                f"init file {init['path']!r} holds one state: expected run.batch = 1, "
+                "or arrays v, o of shape (batch, n_neurons)",
+            )
         if lead not in ((), (B,)):
-            raise DiffringError("init.path", f"arrays of shape {s.v.shape}",
-                                f"expected (n_neurons,) or (run.batch, n_neurons) = ({B}, {network.n_neurons})")
+            raise DiffringError(
+                "init.path",
+                f"arrays of shape {s.v.shape}",
+                f"expected (n_neurons,) or (run.batch, n_neurons) = ({B}, {network.n_neurons})",
+            )
         return s
-    else:
-        raise AssertionError(kind)
     key = init_key(cfg)
     if B == 1:
         return one(key)
     if kind == "pulses":
-        raise DiffringError("run.batch", B, "init.kind 'pulses' is deterministic, so all members would be identical: "
-                            "use random_phase, published, uniform, or an init file with a batch axis")
+        raise DiffringError(
+            "run.batch",
+            B,
+            "init.kind 'pulses' is deterministic, so all members would be identical: "
+            "use random_phase, published, uniform, or an init file with a batch axis",
+        )
     states = [one(k) for k in jax.random.split(key, B)]
     return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
@@ -680,12 +720,18 @@ def build_inputs(cfg: Mapping, network):
     x = load_array_file("input.path", path)
     n_steps, B, n_in = cfg["run"]["n_steps"], cfg["run"]["batch"], network.n_inputs
     if n_in == 0:
-        raise DiffringError("input.kind", "file", "this network has no input weights: give network.Win "
-                            "(kind file) or use small_world with n_in > 0")
+        raise DiffringError(
+            "input.kind",
+            "file",
+            "this network has no input weights: give network.Win (kind file) or use small_world with n_in > 0",
+        )
     want = [(n_steps, n_in)] + ([(B, n_steps, n_in)] if B > 1 else [])
     if x.shape not in want:
-        raise DiffringError("input.path", f"array of shape {x.shape}",
-                            "expected shape " + " or ".join(str(w) for w in want) + " = (n_steps, n_in)")
+        raise DiffringError(
+            "input.path",
+            f"array of shape {x.shape}",
+            "expected shape " + " or ".join(str(w) for w in want) + " = (n_steps, n_in)",
+        )
     return jnp.asarray(x, jax_dtype(cfg))
 
 
@@ -704,5 +750,12 @@ def build(cfg: Mapping) -> Built:
     if not isinstance(rec["which"], str) and max(rec["which"]) >= network.n_neurons:
         raise DiffringError("record.which", rec["which"], f"expected neuron indices < n_neurons = {network.n_neurons}")
     model, method = build_model(cfg, network)
-    return Built(network, model, method, build_init(cfg, network), build_inputs(cfg, network), build_record(cfg),
-                 cfg["run"]["batch"])
+    return Built(
+        network,
+        model,
+        method,
+        build_init(cfg, network),
+        build_inputs(cfg, network),
+        build_record(cfg),
+        cfg["run"]["batch"],
+    )

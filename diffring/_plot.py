@@ -28,8 +28,15 @@ def raster(t, o, *, max_rows: int = 256, ax=None, title: str = "recorded outputs
     fig, ax = _axes(ax, (8, 4))
     rows = np.unique(np.linspace(0, o.shape[1] - 1, min(max_rows, o.shape[1])).round().astype(int))
     t_lo, t_hi = (float(t[0]), float(t[-1])) if t.size > 1 else (float(t[0]), float(t[0]) + 1.0)
-    ax.imshow(o[:, rows].T, aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest",
-              extent=(t_lo, t_hi, len(rows) - 0.5, -0.5))
+    ax.imshow(
+        o[:, rows].T,
+        aspect="auto",
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(t_lo, t_hi, len(rows) - 0.5, -0.5),
+    )
     ax.set_xlabel("t")
     ax.set_ylabel("recorded neuron" + (f" (every {o.shape[1] // len(rows)}th)" if len(rows) < o.shape[1] else ""))
     ax.set_title(title)
@@ -108,7 +115,9 @@ def save_run_plots(outputs: dict, grid, directory: str, *, max_rows: int = 256) 
         save(raster(t, first(outputs["o"]), max_rows=max_rows, title=title)[0], "raster.png")
     if "phase" in outputs:
         title = f"ring phases at t = {float(t[-1]):g}" + (", member 0" if batched else "")
-        save(phase_map(first(outputs["phase"])[-1], grid, first(outputs["phase_valid"])[-1], title=title)[0],
-             "phase_map.png")
+        save(
+            phase_map(first(outputs["phase"])[-1], grid, first(outputs["phase_valid"])[-1], title=title)[0],
+            "phase_map.png",
+        )
         save(order_parameter(t, outputs["R"], outputs.get("C1"))[0], "R.png")
     return written

@@ -132,8 +132,15 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
     parts, status = [], None
     timings = {}
     state, tracker = built.state0, None
-    bar = tqdm(total=n_steps, unit="step", unit_scale=True, desc="compiling", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=n_steps,
+        unit="step",
+        unit_scale=True,
+        desc="compiling",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         tic = time.perf_counter()
         jax.block_until_ready(call(0, state, tracker))
@@ -191,8 +198,9 @@ def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = Fals
     outputs["final_o"] = np.asarray(state.o)
     outputs["probes"] = np.asarray(net.rings.probes)
     which = built.record.which
-    outputs["recorded"] = (np.arange(net.n_neurons) if which == "all" else outputs["probes"] if which == "probes"
-                           else np.asarray(which))
+    outputs["recorded"] = (
+        np.arange(net.n_neurons) if which == "all" else outputs["probes"] if which == "probes" else np.asarray(which)
+    )
     outputs["status"] = status.astype(np.int32)
     names = [dr.STATUS_NAMES[int(s)] for s in np.atleast_1d(status)]
     R_final = C1_final = None

@@ -94,8 +94,9 @@ def test_lattice_run_files_match_independent_answers(tmp_path):
 
     # phases and R (run in segments by the CLI) equal one direct library call
     net = dr.lattice([8, 8], 6, eps=0.2)
-    sol = dr.simulate(dr.DiscreteMap(net, 0.01), dr.init.pulses(net), n_steps=300,
-                      record=dr.Record(every=10, which="all"))
+    sol = dr.simulate(
+        dr.DiscreteMap(net, 0.01), dr.init.pulses(net), n_steps=300, record=dr.Record(every=10, which="all")
+    )
     assert summary["segments"] > 1
     np.testing.assert_array_equal(z["phase_valid"], np.asarray(sol.phase_valid))
     np.testing.assert_allclose(z["phase"], np.asarray(sol.phase), atol=1e-9)
@@ -105,8 +106,20 @@ def test_lattice_run_files_match_independent_answers(tmp_path):
 
 def test_embedded_default_with_overrides_and_plots(tmp_path):
     out = tmp_path / "default"
-    rc = main(["run", "--out", str(out), "--quiet", "--set", "network.shape=[8,8]", "--set", "run.t1=3.0",
-               "--set", "record.every=50"])
+    rc = main(
+        [
+            "run",
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            "network.shape=[8,8]",
+            "--set",
+            "run.t1=3.0",
+            "--set",
+            "record.every=50",
+        ]
+    )
     assert rc == 0
     summary, config, z = _load(out)
     assert config["network"]["eps"] == 0.2 and config["init"]["kind"] == "random_phase"
@@ -130,14 +143,17 @@ def test_embedded_default_with_overrides_and_plots(tmp_path):
 
 
 def test_batch_members_equal_single_runs_from_split_keys(tmp_path):
-    rc, out = _run(tmp_path, """
+    rc, out = _run(
+        tmp_path,
+        """
         seed: 3
         network: {kind: lattice, shape: [4, 4], ring_size: 5, eps: 0.1}
         init: {kind: uniform}
         run: {n_steps: 200, batch: 3, chunk_size: 2}
         record: {every: 20, which: probes, fields: [o, v]}
         output: {plots: false}
-    """)
+    """,
+    )
     assert rc == 0
     summary, config, z = _load(out)
     assert summary["batch"] == 3 and summary["status"] == ["ok"] * 3 and len(summary["R_final"]) == 3
@@ -161,7 +177,7 @@ def _file_network(d, rng):
     n = 12
     W = np.zeros((n, n))
     starts = [0, 3, 7]
-    for s0, size in zip(starts, (3, 4, 5)):
+    for s0, size in zip(starts, (3, 4, 5), strict=True):
         for p in range(size):
             W[s0 + p, s0 + (p - 1) % size] = 1.0
     W[0, 4], W[3, 8], W[7, 1] = 0.1, 0.1, 0.1
@@ -188,14 +204,18 @@ def test_input_file_drives_the_run(tmp_path, rng):
         xs[name] = x
     runs = {}
     for name in ("a", "b"):
-        rc, out = _run(d, f"""
+        rc, out = _run(
+            d,
+            f"""
             network: {{kind: file, W: W.npz, Win: Win.npy, rings: [3, 4, 5]}}
             model: {{kind: discrete, dt: 0.01}}
             init: {{kind: file, path: init.npz}}
             input: {{kind: file, path: x_{name}.npy}}
             record: {{every: 4, which: all, fields: [o, v]}}
             output: {{plots: false}}
-        """, name=f"out_{name}")
+        """,
+            name=f"out_{name}",
+        )
         assert rc == 0
         summary, config, z = _load(out)
         assert summary["n_steps"] == n_steps  # taken from the input table
@@ -218,8 +238,11 @@ BAD = [
     ("network: {kind: lattice, shape: [4, 4], ring_size: 4, probe: 5}\n", "network.probe"),
     ("network: {kind: ring}\nrun: {n_steps: 105}\nrecord: {every: 10}\n", "record.every"),
     ("network: {kind: ring}\nrun: {n_steps: 100, batch: 2}\ninit: {kind: pulses}\n", "run.batch"),
-    ("network: {kind: file, W: W.npz, Win: Win.npy, rings: [3, 4, 5]}\ninput: {kind: file, path: x.npy}\n"
-     "run: {n_steps: 100}\n", "input.path"),
+    (
+        "network: {kind: file, W: W.npz, Win: Win.npy, rings: [3, 4, 5]}\ninput: {kind: file, path: x.npy}\n"
+        "run: {n_steps: 100}\n",
+        "input.path",
+    ),
     ("network: {kind: file, W: W.npz, rings: [3, 4]}\n", "network.rings"),
 ]
 
@@ -272,14 +295,17 @@ def test_out_directory_is_not_clobbered_and_failures_leave_nothing(tmp_path, cap
 
 def _subprocess(args, cwd):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
-    return subprocess.run([sys.executable, "-m", "diffring", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "diffring", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fresh_process_dtype(tmp_path, dtype):
-    (tmp_path / "c.yaml").write_text(f"dtype: {dtype}\nnetwork: {{kind: ring, size: 5}}\ninit: {{kind: pulses}}\n"
-                                     "run: {n_steps: 200}\nrecord: {every: 100}\noutput: {plots: false}\n")
+    (tmp_path / "c.yaml").write_text(
+        f"dtype: {dtype}\nnetwork: {{kind: ring, size: 5}}\ninit: {{kind: pulses}}\n"
+        "run: {n_steps: 200}\nrecord: {every: 100}\noutput: {plots: false}\n"
+    )
     p = _subprocess(["run", "c.yaml", "--out", "o", "--quiet"], tmp_path)
     assert p.returncode == 0, p.stderr
     summary, config, z = _load(tmp_path / "o")
@@ -336,19 +362,26 @@ def test_smooth_model_with_inputs(tmp_path, rng):
 
 
 def test_continuous_model_equals_library_run(tmp_path):
-    rc, out = _run(tmp_path, """
+    rc, out = _run(
+        tmp_path,
+        """
         network: {kind: rings, sizes: [3, 5]}
         model: {kind: continuous, dt: 0.05}
         init: {kind: pulses}
         run: {t1: 20.0}
         record: {every: 4, which: probes, fields: [o]}
         output: {plots: false}
-    """)
+    """,
+    )
     assert rc == 0
     summary, config, z = _load(out)
     assert summary["n_steps"] == 400 and z["o"].shape == (101, 2) and "v" not in z
     net = dr.rings([3, 5])
-    sol = dr.simulate(dr.HardTrigger(net, 0.05), dr.init.pulses(net), n_steps=400,
-                      record=dr.Record(every=4, which="probes", fields=("o",)))
+    sol = dr.simulate(
+        dr.HardTrigger(net, 0.05),
+        dr.init.pulses(net),
+        n_steps=400,
+        record=dr.Record(every=4, which="probes", fields=("o",)),
+    )
     np.testing.assert_array_equal(z["o"], np.asarray(sol.o))
     np.testing.assert_array_equal(z["final_v"], np.asarray(sol.state.v))

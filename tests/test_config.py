@@ -42,7 +42,12 @@ def test_embedded_default_is_the_issue_run():
     cfg = resolve()
     net = cfg["network"]
     assert (net["kind"], net["shape"], net["ring_size"], net["scheme"], net["boundary"]) == (
-        "lattice", [64, 64], 6, "S0", "periodic")
+        "lattice",
+        [64, 64],
+        6,
+        "S0",
+        "periodic",
+    )
     assert net["eps"] == 0.2
     assert cfg["run"]["n_steps"] * cfg["model"]["dt"] == pytest.approx(cfg["run"]["t1"])
     assert cfg["run"]["t1"] >= 380.0  # the spec's ordering time (section 6)
@@ -75,8 +80,17 @@ def test_user_config_takes_library_defaults_per_kind():
 
 
 def test_set_coerces_types():
-    raw = apply_overrides(DEFAULT_CONFIG, ["network.eps=0.1", "network.shape=[8,8]", "record.fields=[o]",
-                                            "seed=3", "dtype=float32", "record.phases=false"])
+    raw = apply_overrides(
+        DEFAULT_CONFIG,
+        [
+            "network.eps=0.1",
+            "network.shape=[8,8]",
+            "record.fields=[o]",
+            "seed=3",
+            "dtype=float32",
+            "record.phases=false",
+        ],
+    )
     cfg = resolve(raw)
     assert cfg["network"]["eps"] == 0.1 and isinstance(cfg["network"]["eps"], float)
     assert cfg["network"]["shape"] == [8, 8]
@@ -137,8 +151,12 @@ def test_run_length():
         ({"network": {"kind": "ring"}, "seed": -1}, [], "seed", [">= 0"]),
         ({"network": {"kind": "ring"}, "seed": True}, [], "seed", ["integer"]),
         ({"network": {"kind": "ring"}, "init": {"kind": "file"}}, [], "init.path", ["required"]),
-        ({"network": {"kind": "ring"}, "init": {"kind": "file", "path": "/nonexistent/x.npz"}}, [], "init.path",
-         ["not found"]),
+        (
+            {"network": {"kind": "ring"}, "init": {"kind": "file", "path": "/nonexistent/x.npz"}},
+            [],
+            "init.path",
+            ["not found"],
+        ),
         ({"network": {"kind": "ring"}, "run": {"batch": 0}}, [], "run.batch", [">= 1"]),
         ({"network": 3}, [], "network", ["mapping"]),
     ],
@@ -186,8 +204,9 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path, monkeypat
 
 
 def test_build_network_matches_the_library_builders():
-    cfg = resolve({"seed": 5, "network": {"kind": "small_world", "n_rings": 30, "ring_sizes": [3, 6]},
-                   "model": {"theta_H": 0.45}})
+    cfg = resolve(
+        {"seed": 5, "network": {"kind": "small_world", "n_rings": 30, "ring_sizes": [3, 6]}, "model": {"theta_H": 0.45}}
+    )
     net = build_network(cfg)
     ref = dr.small_world(30, (3, 6), seed=5, theta_H=0.45, dtype=net.dtype)
     a, b = net.coupling.to_scipy().toarray(), ref.coupling.to_scipy().toarray()
@@ -200,8 +219,12 @@ def test_build_network_matches_the_library_builders():
 
 
 def test_build_model_kinds():
-    cfg = resolve({"network": {"kind": "ring", "size": 4},
-                   "model": {"kind": "smooth", "beta": 50.0, "eps_o": 0.01, "adaptive": False, "dt0": 0.001}})
+    cfg = resolve(
+        {
+            "network": {"kind": "ring", "size": 4},
+            "model": {"kind": "smooth", "beta": 50.0, "eps_o": 0.01, "adaptive": False, "dt0": 0.001},
+        }
+    )
     net = build_network(cfg)
     model, method = build_model(cfg, net)
     assert isinstance(model, dr.SmoothRelaxation) and model.beta == 50.0 and model.eps_o == 0.01
