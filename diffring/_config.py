@@ -233,8 +233,8 @@ MODEL = {
     "continuous": {**_NEURON_KEYS, "max_events": (0, INT0)},
     "smooth": {
         **_NEURON_KEYS,
-        "beta": (200.0, POS),
-        "eps_o": (0.005, POS),
+        "beta": (1000.0, POS),
+        "eps_o": (0.002, POS),
         "corrected": (True, _Bool()),
         "solver": ("tsit5", _Choice(*SOLVERS)),
         "adaptive": (True, _Bool()),

@@ -79,6 +79,39 @@ def test_user_config_takes_library_defaults_per_kind():
     assert sw["seed"] == 7  # network.seed defaults to the top-level seed
 
 
+def _defaults(obj):
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(obj):
+        return {f.name: f.default for f in dataclasses.fields(obj)}
+    return {k: p.default for k, p in inspect.signature(obj).parameters.items()}
+
+
+def test_model_and_init_defaults_are_the_librarys():
+    """Schema defaults must not drift from the library's own defaults."""
+    checks = [
+        ({"model": {"kind": "discrete"}}, "model", dr.DiscreteMap, ("dt",)),
+        ({"model": {"kind": "continuous"}}, "model", dr.HardTrigger, ("dt", "max_events")),
+        ({"model": {"kind": "smooth"}}, "model", dr.SmoothRelaxation, ("dt", "beta", "eps_o", "corrected")),
+        ({"model": {"kind": "smooth"}}, "model", dr.ODESolve, ("rtol", "atol", "dt0", "max_steps", "checkpoints")),
+        ({"model": {"kind": "discrete"}}, "model", dr.SigmoidSurrogate, ()),
+        ({}, "model", dr.ring, ("tau", "theta_H", "theta_L")),
+        ({"init": {"kind": "pulses"}}, "init", dr.init.pulses, ("k", "positions", "v_low", "v_rest")),
+        ({"init": {"kind": "random_phase"}}, "init", dr.init.random_phase, ("k", "transient", "v_low", "v_rest")),
+        ({"init": {"kind": "published"}}, "init", dr.init.published, ("warmup_steps", "max_factor", "v_low", "v_rest")),
+    ]
+    for raw, section, obj, keys in checks:
+        cfg = resolve({"network": {"kind": "ring"}, **raw})[section]
+        lib = _defaults(obj)
+        if obj is dr.ring:  # neuron parameters are keyword defaults of the builders
+            lib = _defaults(dr.rings)
+        for k in keys:
+            assert cfg[k] == lib[k], (obj, k)
+    cfg = resolve({"network": {"kind": "ring"}, "model": {"kind": "discrete"}})["model"]
+    assert cfg["threshold_beta"] == _defaults(dr.SigmoidSurrogate)["beta"]
+
+
 def test_set_coerces_types():
     raw = apply_overrides(
         DEFAULT_CONFIG,
