@@ -96,7 +96,7 @@ def fmt_err(e):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--t1", type=float, default=120.0, help="simulated time per run")
-    p.add_argument("--dt", type=float, default=0.01, help="sampling interval")
+    p.add_argument("--dt", type=float, default=0.002, help="sampling interval (fire times are interpolated)")
     p.add_argument("--skip", type=int, default=2, help="transient fires skipped")
     p.add_argument("--quick", action="store_true", help="small grid (smoke run)")
     p.add_argument("--json", default=None, help="also write all rows to this JSON file")
