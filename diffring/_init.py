@@ -20,6 +20,22 @@ def _members(network):
     return members, sizes
 
 
+def _key_batch(key):
+    """The keys of a batch as a list, or None for a single key (new-style or legacy uint32 keys)."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    single_ndim = 0 if typed else 1
+    if key.ndim == single_ndim:
+        return None
+    if key.ndim != single_ndim + 1:
+        raise DiffringError("init.key", f"key array of shape {key.shape}", "expected one PRNG key or a 1-D array of keys")
+    return [key[i] for i in range(key.shape[0])]
+
+
+def _stack(states):
+    return State(jnp.stack([s.v for s in states]), jnp.stack([s.o for s in states]))
+
+
 def pulses(
     network: Network,
     k: int = 1,
@@ -28,8 +44,9 @@ def pulses(
     v_low: float = 0.1,
     v_rest: float = 0.9,
 ) -> State:
-    """k low pulses per ring at `positions` (a list of ring positions, or None for equally spaced
-    positions floor(j N / k)); low neurons have v = v_low, o = 0, all others v = v_rest, o = 1."""
+    """k low pulses per ring at `positions` (a list of ring positions, then k = len(positions), or
+    None for equally spaced positions floor(j N / k)); low neurons have v = v_low, o = 0, all others
+    v = v_rest, o = 1. Deterministic (no key)."""
     k = check_int("init.k", k, minimum=0)
     v_low = check_float("init.v_low", v_low)
     v_rest = check_float("init.v_rest", v_rest)
@@ -47,6 +64,8 @@ def pulses(
             pos = [check_int("init.positions[]", p, minimum=0) for p in positions]
             if any(p >= N for p in pos):
                 raise DiffringError("init.positions", list(positions), f"expected positions < ring size {N}")
+            if len(set(pos)) != len(pos):
+                raise DiffringError("init.positions", list(positions), "expected distinct ring positions")
         idx = members[r, pos]
         v[idx] = v_low
         o[idx] = 0.0
@@ -55,7 +74,12 @@ def pulses(
 
 
 def uniform(network: Network, key: PRNGKeyArray) -> State:
-    """v uniform on [0, 1) and o uniform on {0, 1}, independently per neuron."""
+    """v uniform on [0, 1) and o uniform on {0, 1}, independently per neuron.
+
+    Like every random initialiser, a 1-D array of keys gives a batch of states (B, n)."""
+    keys = _key_batch(key)
+    if keys is not None:
+        return _stack([uniform(network, k) for k in keys])
     kv, ko = jax.random.split(key)
     n, dt = network.n_neurons, network.dtype
     v = jax.random.uniform(kv, (n,), dtype=dt)
@@ -69,7 +93,12 @@ def _scalar(a):
 
 
 def _isolated_orbit(network, size, k, dt, v_low, v_rest, transient):
-    """One period of an isolated ring's k-pulse orbit under the discrete map, as (T, size) arrays."""
+    """One full period of an isolated ring's k-pulse orbit under the discrete map, as (T, size)
+    arrays of v and o (T steps of dt, starting at a fire of position 0).
+
+    The ring starts from k equally spaced pulses and runs for `transient` time units; the period is
+    then the span of k consecutive inter-fire intervals of position 0 (each pulse passes it once),
+    which is the whole orbit also when k does not divide the ring size (unequal gaps)."""
     from ._builders import ring
     from ._models import DiscreteMap
     from ._simulate import Record, simulate
@@ -84,9 +113,10 @@ def _isolated_orbit(network, size, k, dt, v_low, v_rest, transient):
     sol = simulate(model, s, n_steps=n_rec, record=Record(fields=("o", "v"), phases=False))
     o = np.asarray(sol.o)
     fires = np.flatnonzero((o[:-1, 0] >= 0.5) & (o[1:, 0] < 0.5)) + 1
-    if fires.size < 2:
-        raise DiffringError("init", f"ring of size {size}", "its orbit did not fire twice; cannot sample a phase")
-    a, b = fires[-2], fires[-1]
+    if fires.size < k + 1:
+        raise DiffringError("init", f"ring of size {size} with k = {k}",
+                            f"its orbit did not fire {k + 1} times in {n_rec} steps; cannot sample a phase")
+    a, b = fires[-k - 1], fires[-1]
     return np.asarray(sol.v)[a:b], o[a:b]
 
 
@@ -100,22 +130,31 @@ def random_phase(
     v_rest: float = 0.9,
     transient: float = 50.0,
 ) -> State:
-    """Clean random phases: each ring is put at a uniformly random time along its isolated k-pulse
-    orbit (computed once per ring size with the discrete map at step dt). Rings sharing neurons
-    (S1, S2) overwrite shared neurons in ring order. Per-neuron parameters use their medians."""
+    """Clean random phases: each ring is put at an independent, uniformly random time along its
+    isolated k-pulse orbit (computed once per ring size with the discrete map at step dt, so it is
+    an orbit of `DiscreteMap(network, dt)` with the coupling removed). Rings sharing neurons (S1,
+    S2) overwrite shared neurons in ring order. Per-neuron parameters use their medians.
+    A 1-D array of keys gives a batch (B, n), sharing the orbit computation."""
     dt = check_float("init.dt", dt, positive=True)
+    k = check_int("init.k", k, minimum=1)
     members, sizes = _members(network)
-    v = np.zeros(network.n_neurons)
-    o = np.ones(network.n_neurons)
-    u = np.asarray(jax.random.uniform(key, (members.shape[0],), dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
-    for size in np.unique(sizes):
-        vs, os = _isolated_orbit(network, int(size), k, dt, v_low, v_rest, transient)
-        rows = np.flatnonzero(sizes == size)
-        ti = np.minimum((u[rows] * vs.shape[0]).astype(int), vs.shape[0] - 1)
-        idx = members[rows, :size]
-        v[idx] = vs[ti]
-        o[idx] = os[ti]
-    return State(jnp.asarray(v, network.dtype), jnp.asarray(o, network.dtype))
+    orbits = {int(size): _isolated_orbit(network, int(size), k, dt, v_low, v_rest, transient) for size in np.unique(sizes)}
+    fdt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+    def one(key):
+        v = np.zeros(network.n_neurons)
+        o = np.ones(network.n_neurons)
+        u = np.asarray(jax.random.uniform(key, (members.shape[0],), dtype=fdt))
+        for size, (vs, os) in orbits.items():
+            rows = np.flatnonzero(sizes == size)
+            ti = np.minimum((u[rows] * vs.shape[0]).astype(int), vs.shape[0] - 1)
+            idx = members[rows, :size]
+            v[idx] = vs[ti]
+            o[idx] = os[ti]
+        return State(jnp.asarray(v, network.dtype), jnp.asarray(o, network.dtype))
+
+    keys = _key_batch(key)
+    return one(key) if keys is None else _stack([one(kk) for kk in keys])
 
 
 def published(
@@ -125,6 +164,7 @@ def published(
     *,
     warmup_steps: int = 100,
     max_factor: float = 10.0,
+    factors=None,
     v_low: float = 0.1,
     v_rest: float = 0.9,
 ) -> State:
@@ -132,9 +172,10 @@ def published(
 
     All v = v_rest, o = 1; in each ring one neuron at a uniform position other than the last is set
     to v = v_low + 0.01 U[0, 1), o = 0; then each ring runs alone for `warmup_steps` steps of the
-    discrete map with its step rescaled by a random factor U[0, max_factor) (the published code's
-    factor is not specified in our sources: `max_factor` is a parameter). Large factors make the
-    effective step huge, which is why `random_phase` is the recommended initialiser.
+    discrete map with its step dt rescaled by a random factor U[0, max_factor) (the published code's
+    factor is not specified in our sources: `max_factor` is a parameter; `factors`, shape
+    (n_rings,), fixes them instead). Large factors make the effective step huge, which is why
+    `random_phase` is the recommended initialiser. A 1-D array of keys gives a batch (B, n).
     """
     from ._builders import rings as build_rings
     from ._models import DiscreteMap
@@ -144,10 +185,19 @@ def published(
     max_factor = check_float("init.max_factor", max_factor, positive=True)
     members, sizes = _members(network)
     R = members.shape[0]
+    if factors is not None:
+        factors = np.asarray(factors, dtype=np.float64)
+        if factors.shape != (R,) or not np.all(np.isfinite(factors)) or np.any(factors < 0):
+            raise DiffringError("init.factors", f"array of shape {factors.shape}",
+                                f"expected {R} finite step factors >= 0 (one per ring)")
+    keys = _key_batch(key)
+    if keys is not None:
+        kw = dict(warmup_steps=warmup_steps, max_factor=max_factor, factors=factors, v_low=v_low, v_rest=v_rest)
+        return _stack([published(network, kk, dt, **kw) for kk in keys])
     kp, kv, kf = jax.random.split(key, 3)
     pos = np.asarray(jax.random.randint(kp, (R,), 0, np.maximum(sizes - 1, 1)))
     jitter = np.asarray(jax.random.uniform(kv, (R,)))
-    factor = np.asarray(jax.random.uniform(kf, (R,))) * max_factor
+    factor = np.asarray(jax.random.uniform(kf, (R,))) * max_factor if factors is None else factors
     flat = np.concatenate([members[r, : sizes[r]] for r in range(R)])
     ring_of = np.repeat(np.arange(R), sizes)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
