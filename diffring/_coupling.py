@@ -50,7 +50,15 @@ class SparseCoupling(AbstractCoupling):
     n_neurons: int = eqx.field(static=True)
 
     def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
-        return jnp.sum(self.weight * o[self.index], axis=1)
+        k = self.index.shape[1]
+        if k > 32:
+            return jnp.sum(self.weight * o[self.index], axis=1)
+        # Slot by slot, left to right (the CSR order): on CPU this fuses into elementwise loops and
+        # is several times faster than a gather + reduce, which XLA runs as a separate kernel.
+        u = self.weight[:, 0] * o[self.index[:, 0]]
+        for j in range(1, k):
+            u = u + self.weight[:, j] * o[self.index[:, j]]
+        return u
 
     def edges(self):
         idx = np.asarray(self.index)

@@ -1,0 +1,169 @@
+"""Shared helpers for the benchmark scripts: timing, machine description and markdown output.
+
+Timing hygiene (cf. diffrax's benchmark FAQ): every JAX call is wrapped in `jax.block_until_ready`;
+the first call (trace + compile + run) is timed separately from the steady-state runs; steady-state
+times are medians of several repeats; compilation is estimated as first call minus the median run.
+The machine may be shared, so every result file records `os.getloadavg()` before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small sizes for a smoke check (results are not the acceptance numbers)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median is reported)")
+    p.add_argument("--out", type=Path, default=None, help="markdown file to write (default benchmarks/results/<name>.md)")
+    return p
+
+
+def command_line() -> str:
+    """The exact command that produced a result, relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def loadavg() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def block(x):
+    import jax
+
+    return jax.block_until_ready(x)
+
+
+def time_call(fn, repeats: int, warmup: bool = True):
+    """Return (first_s, median_s, all_s): the first call (compile + run) and the median of `repeats`."""
+    first = None
+    if warmup:
+        t0 = time.perf_counter()
+        block(fn())
+        first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        block(fn())
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    median = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
+    return first, median, times
+
+
+def time_interleaved(fns: dict, repeats: int):
+    """Time several callables in round-robin order (fairer under a fluctuating load).
+
+    Returns {name: (first_s, median_s, sorted_times)}.
+    """
+    out = {}
+    firsts = {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        block(fn())
+        firsts[name] = time.perf_counter() - t0
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            block(fn())
+            times[name].append(time.perf_counter() - t0)
+    for name in fns:
+        ts = sorted(times[name])
+        n = len(ts)
+        med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
+        out[name] = (firsts[name], med, ts)
+    return out
+
+
+def machine() -> str:
+    import jax
+    import numpy as np
+    import scipy
+
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import diffrax
+
+        dfx = diffrax.__version__
+    except Exception:  # pragma: no cover
+        dfx = "?"
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, jax {jax.__version__} "
+        f"({jax.default_backend()}), diffrax {dfx}, numpy {np.__version__}, scipy {scipy.__version__}"
+    )
+
+
+def fmt_s(t: float | None) -> str:
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.1f} ms"
+    return f"{t * 1e6:.0f} us"
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**FAIL**"
+
+
+class Report:
+    """Collects a markdown result file: title, exact command, machine and load, then sections."""
+
+    def __init__(self, name: str, title: str, args):
+        self.name = name
+        # Quick (smoke) runs never overwrite the committed full-size results.
+        self.path = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR) / f"{name}.md"
+        self.quick = args.quick
+        self.lines = [f"## {title}", "", f"Command: `{command_line()}`", ""]
+        self.lines.append(f"Machine: {machine()}.")
+        self.lines.append(f"Load average (1/5/15 min) at start: {loadavg()}.")
+        if args.quick:
+            self.lines.append("")
+            self.lines.append("**QUICK MODE: reduced sizes, smoke check only; not the acceptance numbers.**")
+        self.lines.append("")
+        self.t_start = time.perf_counter()
+
+    def add(self, text: str = ""):
+        self.lines.append(text)
+        print(text, flush=True)
+
+    def write(self):
+        self.lines.append("")
+        self.lines.append(f"Load average at end: {loadavg()}; wall time of this script {time.perf_counter() - self.t_start:.0f} s.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("\n".join(self.lines) + "\n")
+        print(f"wrote {self.path}", flush=True)

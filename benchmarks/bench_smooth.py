@@ -1,0 +1,206 @@
+"""Benchmark 4: the smooth model, 1,000 neurons, adaptive diffrax vs `scipy.integrate.solve_ivp`.
+
+`diffring.SmoothRelaxation` (default smoothing) on two 1,000-neuron networks: a 10 x 10 periodic S0
+lattice of 10-rings (the lattice fast path) and a small-world net of 200 five-neuron rings (general
+sparse in-neighbour table). Both are solved from clean random phases over t in [0, T] with an
+adaptive diffrax solve through the public API (`diffring.simulate(..., method=ODESolve(...))`), and
+with `solve_ivp(method="RK45")` on a NumPy/SciPy-CSR vector field of the same equations.
+
+Accuracy is matched, not tolerances: each method runs at several rtol (= atol), its error is the
+max abs deviation of (v, o) at 11 equally spaced times from a tight reference (diffrax Dopri8,
+rtol = atol = 1e-12, cross-checked against SciPy DOP853 at 1e-11), and the speed-up is the ratio of
+the run times interpolated (log-log) to the same error. Target (issue 2): >= 20x.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import diffrax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
+
+import diffring as dr  # noqa: E402
+from _common import Report, fmt_s, parser, table, verdict  # noqa: E402
+
+N_REC = 10  # records after the initial state
+
+
+def numpy_field(model):
+    """The same right-hand side as `SmoothRelaxation.vector_field`, on a flat y = (v, o)."""
+    net = model.network
+    n = net.n_neurons
+    W = net.coupling.to_scipy().tocsr()
+    lo, hi = (float(x) for x in model.effective_thresholds())
+    beta, eps_o = float(model.beta), float(model.eps_o)
+    tau = float(np.asarray(net.tau))
+
+    def fun(t, y):
+        v, o = y[:n], y[n:]
+        d = W @ o - v
+        z = beta * (lo + (hi - lo) * o - d)
+        target = 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow warnings
+        return np.concatenate([d / tau, (target - o) / eps_o])
+
+    return fun
+
+
+def run_scipy(fun, y0, T, rtol, method="RK45"):
+    ts = np.linspace(0.0, T, N_REC + 1)
+    t0 = time.perf_counter()
+    r = solve_ivp(fun, (0.0, T), y0, method=method, rtol=rtol, atol=rtol, t_eval=ts)
+    dt = time.perf_counter() - t0
+    if r.status != 0:
+        raise RuntimeError(f"solve_ivp {method} rtol={rtol}: {r.message}")
+    return r.y.T, dt, r.nfev
+
+
+def interp_time(err, errs, times):
+    """Time at error `err` by log-log interpolation along a work-precision curve (None outside)."""
+    le, lt = np.log(np.asarray(errs)), np.log(np.asarray(times))
+    order = np.argsort(le)
+    le, lt = le[order], lt[order]
+    x = np.log(err)
+    if x < le[0] or x > le[-1]:
+        return None
+    return float(np.exp(np.interp(x, le, lt)))
+
+
+def bench_network(rep, label, net, T, d_rtols, s_rtols, repeats, quick):
+    model = dr.SmoothRelaxation(net)
+    n = net.n_neurons
+    s0 = dr.init.random_phase(net, jax.random.key(0))
+    n_steps = int(round(T / model.dt))
+    every = n_steps // N_REC
+    rec = dr.Record(every=every, which="all", fields=("v", "o"), phases=False)
+    max_steps = 200 * n_steps
+
+    def solve(solver, rtol):
+        # rtol/atol are traced (arrays in the controller), so one compilation serves every tolerance.
+        ctrl = diffrax.PIDController(rtol=jnp.asarray(rtol), atol=jnp.asarray(rtol))
+        method = dr.ODESolve(solver=solver, stepsize_controller=ctrl, max_steps=max_steps)
+        return dr.simulate(model, s0, n_steps=n_steps, record=rec, method=method)
+
+    def flat(sol):
+        return np.concatenate([np.asarray(sol.v), np.asarray(sol.o)], axis=1)
+
+    t0 = time.perf_counter()
+    ref_sol = jax.block_until_ready(solve(diffrax.Dopri8(), 1e-12))
+    t_ref = time.perf_counter() - t0
+    assert int(ref_sol.status) == 0, "reference solve failed"
+    y_ref = flat(ref_sol)
+    fun = numpy_field(model)
+    y0 = np.concatenate([np.asarray(s0.v), np.asarray(s0.o)])
+    if quick:
+        cross = None
+    else:
+        y_chk, t_chk, _ = run_scipy(fun, y0, T, 1e-11, method="DOP853")
+        cross = float(np.max(np.abs(y_chk - y_ref)))
+
+    # diffrax: first call compiles (once for all tolerances), then medians of `repeats`.
+    d_rows, d_err, d_time = [], [], []
+    solver = diffrax.Tsit5()
+    t0 = time.perf_counter()
+    jax.block_until_ready(solve(solver, d_rtols[0]))
+    first = time.perf_counter() - t0
+    compile_s = None
+    for rtol in d_rtols:
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            sol = jax.block_until_ready(solve(solver, rtol))
+            ts.append(time.perf_counter() - t0)
+        med = float(np.median(ts))
+        if compile_s is None:
+            compile_s = first - med
+        if int(sol.status) != 0:
+            d_rows.append([f"{rtol:.0e}", "-", f"failed (status {int(sol.status)})", "-", "-"])
+            continue
+        err = float(np.max(np.abs(flat(sol) - y_ref)))
+        steps = int(sol.stats["num_steps"])
+        d_err.append(err)
+        d_time.append(med)
+        d_rows.append([f"{rtol:.0e}", f"{err:.2e}", fmt_s(med), str(steps), f"{med / steps * 1e6:.1f} us"])
+
+    s_rows, s_err, s_time = [], [], []
+    for rtol in s_rtols:
+        ts, err, nfev = [], None, None
+        for _ in range(max(1, min(repeats, 3))):
+            y, dt, nfev = run_scipy(fun, y0, T, rtol)
+            ts.append(dt)
+            err = float(np.max(np.abs(y - y_ref)))
+        med = float(np.median(ts))
+        s_err.append(err)
+        s_time.append(med)
+        s_rows.append([f"{rtol:.0e}", f"{err:.2e}", fmt_s(med), f"{nfev} (~{nfev // 6} steps)",
+                       f"{med / max(nfev // 6, 1) * 1e6:.0f} us"])
+
+    rep.add(f"### {label}: {n} neurons, T = {T}")
+    rep.add()
+    rep.add(f"Reference: diffrax Dopri8, rtol = atol = 1e-12 ({fmt_s(t_ref)} incl. compile)"
+            + ("" if cross is None else f"; SciPy DOP853 at 1e-11 differs from it by {cross:.1e} (max abs)") + ".")
+    rep.add()
+    rep.add(f"diffring.simulate + ODESolve(Tsit5, PIDController(rtol, atol = rtol)); compile {fmt_s(compile_s)} "
+            f"(once: the tolerances are traced); median of {repeats}:")
+    rep.add()
+    rep.add(table(["rtol", "max error vs ref", "run", "steps", "per step"], d_rows))
+    rep.add()
+    rep.add("scipy.integrate.solve_ivp(RK45), NumPy/SciPy-CSR vector field:")
+    rep.add()
+    rep.add(table(["rtol", "max error vs ref", "run", "f evals", "per step"], s_rows))
+    rep.add()
+    m_rows, ratios = [], []
+    for err, t in zip(d_err, d_time):
+        ts = interp_time(err, s_err, s_time)
+        if ts is None:
+            continue
+        ratios.append(ts / t)
+        m_rows.append([f"{err:.2e}", fmt_s(t), fmt_s(ts), f"{ts / t:.1f}"])
+    if m_rows:
+        rep.add("Matched accuracy (SciPy time interpolated log-log to diffrax's error):")
+        rep.add()
+        rep.add(table(["error", "diffrax", "SciPy RK45", "speed-up"], m_rows))
+    else:
+        rep.add("No overlap of the two error ranges: widen the rtol grids.")
+    rep.add()
+    return ratios
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--T", type=float, default=None, help="time span (default 10, quick 2)")
+    args = p.parse_args()
+    quick = args.quick
+    T = args.T or (2.0 if quick else 10.0)
+    repeats = args.repeats or (2 if quick else 3)
+    d_rtols = [1e-4, 1e-6] if quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
+    s_rtols = [1e-4, 1e-6] if quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
+    rep = Report("smooth", "Smooth model: adaptive diffrax vs scipy solve_ivp (RK45) at matched accuracy", args)
+    m = dr.SmoothRelaxation(dr.ring(3))
+    rep.add(f"SmoothRelaxation defaults: beta = {m.beta}, eps_o = {m.eps_o}, corrected thresholds. "
+            "Errors are max abs over (v, o), 11 times and all neurons.")
+    rep.add()
+    side = 4 if quick else 10
+    nets = [
+        (f"S0 lattice {side} x {side} of 10-rings (fast path)",
+         dr.lattice([side, side], 10, scheme="S0", eps=0.05, boundary="periodic", dtype="float64")),
+        (f"small world, {side * side * 2} rings of 5",
+         dr.small_world(side * side * 2, (5, 5), eps=0.05, p=0.1, n_in=0, seed=0, dtype="float64")),
+    ]
+    summary = []
+    for label, net in nets:
+        ratios = bench_network(rep, label, net, T, d_rtols, s_rtols, repeats, quick)
+        summary.append((label, min(ratios) if ratios else float("nan"), float(np.median(ratios)) if ratios else float("nan")))
+    ok = all(r >= 20 for _, r, _ in summary)
+    rep.add("Acceptance: smooth model speed-up at matched accuracy (min over matched levels; >= 20x): "
+            + "; ".join(f"{label}: min {lo:.1f}x, median {med:.1f}x" for label, lo, med in summary) + f" {verdict(ok)}.")
+    rep.write()
+
+
+if __name__ == "__main__":
+    main()
