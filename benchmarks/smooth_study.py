@@ -66,8 +66,9 @@ class Runner:
 
     def run(self, N, beta, eps_o, corrected=True, method=None, repeat=True):
         net = dr.ring(N)
-        model = dr.SmoothRelaxation(net, dt=self.dt, beta=jnp.asarray(beta), eps_o=jnp.asarray(eps_o),
-                                    corrected=corrected)
+        model = dr.SmoothRelaxation(
+            net, dt=self.dt, beta=jnp.asarray(beta), eps_o=jnp.asarray(eps_o), corrected=corrected
+        )
         s0 = dr.init.pulses(net, 1)
 
         def go():
@@ -82,11 +83,60 @@ class Runner:
         P = mean_period(sol.t, np.asarray(sol.o)[:, 0], self.skip)
         ref = hard_period(N)
         return {
-            "N": N, "beta": float(beta), "eps_o": float(eps_o), "corrected": corrected,
-            "period": P, "hard": ref, "rel_err": (P - ref) / ref, "status": int(sol.status),
-            "steps": int(sol.stats["num_steps"]), "steps_per_time": int(sol.stats["num_steps"]) / self.t1,
+            "N": N,
+            "beta": float(beta),
+            "eps_o": float(eps_o),
+            "corrected": corrected,
+            "period": P,
+            "hard": ref,
+            "rel_err": (P - ref) / ref,
+            "status": int(sol.status),
+            "steps": int(sol.stats["num_steps"]),
+            "steps_per_time": int(sol.stats["num_steps"]) / self.t1,
             "wall_s": wall,
         }
+
+
+def gradient_section(quick):
+    """Reverse-mode gradient (diffrax RecursiveCheckpointAdjoint through adaptive Tsit5) of
+    L = mean over records (every 0.1) of v^2 on a 6-ring, with respect to theta_L, at ODESolve's
+    default tolerances and at rtol 1e-10, against central differences (h = 1e-5) at rtol 1e-10."""
+    import equinox as eqx
+
+    net = dr.ring(6)
+    s0 = dr.init.pulses(net, 1)
+    record = dr.Record(every=10, fields=("v",), phases=False)
+    configs = [(200.0, 0.005), (1000.0, 0.002), (2000.0, 0.002)]
+    horizons = [20.0] if quick else [20.0, 60.0]
+    tight = dr.ODESolve(rtol=1e-10, atol=1e-12)
+
+    def loss(theta_L, beta, eps_o, t1, method):
+        n = eqx.tree_at(lambda n: n.theta_L, net, theta_L)
+        m = dr.SmoothRelaxation(n, dt=0.01, beta=beta, eps_o=eps_o)
+        return jnp.mean(dr.simulate(m, s0, t1=t1, record=record, method=method).v ** 2)
+
+    print("\n## 5. Gradient of a trajectory loss vs central differences (6-ring, d/d theta_L)")
+    print(
+        "| t1 | beta | eps_o | grad, rtol 1e-6 (default) | grad, rtol 1e-10 | central FD, rtol 1e-10 | "
+        "rel. error of default vs FD |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    x = jnp.asarray(THETA_L)
+    h = 1e-5
+    for t1 in horizons:
+        for beta, eps in configs:
+            b, e = jnp.asarray(beta), jnp.asarray(eps)
+            g_def = float(jax.grad(loss)(x, b, e, t1, dr.ODESolve()))
+            g_tight = float(jax.grad(loss)(x, b, e, t1, tight))
+            fd = float((loss(x + h, b, e, t1, tight) - loss(x - h, b, e, t1, tight)) / (2 * h))
+            rows.append({"t1": t1, "beta": beta, "eps_o": eps, "grad_default": g_def, "grad_tight": g_tight, "fd": fd})
+            print(
+                f"| {t1:g} | {beta:g} | {eps:g} | {g_def:.5f} | {g_tight:.5f} | {fd:.5f} | "
+                f"{abs(g_def - fd) / abs(fd):.1e} |",
+                flush=True,
+            )
+    return rows
 
 
 def fmt_err(e):
@@ -100,50 +150,75 @@ def main(argv=None):
     p.add_argument("--skip", type=int, default=2, help="transient fires skipped")
     p.add_argument("--quick", action="store_true", help="small grid (smoke run)")
     p.add_argument("--json", default=None, help="also write all rows to this JSON file")
+    p.add_argument("--sections", default="12345", help="which sections to run (digits 1-5)")
     args = p.parse_args(argv)
     R = Runner(args.t1, args.dt, args.skip)
     d = dr.SmoothRelaxation(dr.ring(2))
     default = (float(d.beta), float(d.eps_o))
-    rows = []
-
     betas = [200.0, 1000.0] if args.quick else [200.0, 500.0, 1000.0, 2000.0, 5000.0]
     epss = [0.005, 0.002] if args.quick else [0.01, 0.005, 0.002, 0.001, 0.0005]
-    grid_N = [2, 6] if args.quick else [2, 3, 6, 12]
 
-    print(f"# smooth-model study: t1 = {args.t1}, sampling dt = {args.dt}, skip = {args.skip}, "
-          f"default (beta, eps_o) = {default}; jax {jax.__version__}, diffrax {diffrax.__version__}")
+    print(
+        f"# smooth-model study: t1 = {args.t1}, sampling dt = {args.dt}, skip = {args.skip}, "
+        f"default (beta, eps_o) = {default}; jax {jax.__version__}, diffrax {diffrax.__version__}"
+    )
     print("\nhard-model periods T_1(N): " + ", ".join(f"{N}: {hard_period(N):.6f}" for N in range(2, 13)))
+    sections = {
+        "1": lambda: grid_section(R, betas, epss, [2, 6] if args.quick else [2, 3, 6, 12], True),
+        "2": lambda: grid_section(R, betas, epss, [2, 6], False),
+        "3": lambda: default_section(R, default),
+        "4": lambda: solver_section(R, default, args.quick),
+        "5": lambda: gradient_section(args.quick),
+    }
+    rows = []
+    for k in sorted(set(args.sections)):
+        rows += sections[k]()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
-    print("\n## 1. Relative period error (%) vs (beta, eps_o), corrected thresholds (the default)")
-    print("| beta | eps_o | " + " | ".join(f"N = {N}" for N in grid_N) + " | steps per unit time |")
-    print("|---|---|" + "---|" * len(grid_N) + "---|")
+
+def grid_section(R, betas, epss, Ns, corrected):
+    if corrected:
+        print("\n## 1. Relative period error (%) vs (beta, eps_o), corrected thresholds (the default)")
+    else:
+        print("\n## 2. Relative period error (%) without the threshold correction (corrected=False)")
+    print("| beta | eps_o | " + " | ".join(f"N = {N}" for N in Ns) + " | steps per unit time |")
+    print("|---|---|" + "---|" * len(Ns) + "---|")
+    rows = []
     for beta in betas:
         for eps in epss:
-            rs = [R.run(N, beta, eps) for N in grid_N]
+            rs = [R.run(N, beta, eps, corrected=corrected) for N in Ns]
             rows += rs
-            print(f"| {beta:g} | {eps:g} | " + " | ".join(fmt_err(r["rel_err"]) for r in rs)
-                  + f" | {np.mean([r['steps_per_time'] for r in rs]):.0f} |", flush=True)
+            print(
+                f"| {beta:g} | {eps:g} | "
+                + " | ".join(fmt_err(r["rel_err"]) for r in rs)
+                + f" | {np.mean([r['steps_per_time'] for r in rs]):.0f} |",
+                flush=True,
+            )
+    return rows
 
-    print("\n## 2. Without the threshold correction (corrected=False)")
-    unc_N = [2, 6]
-    print("| beta | eps_o | " + " | ".join(f"N = {N}" for N in unc_N) + " |")
-    print("|---|---|" + "---|" * len(unc_N))
-    for beta in betas:
-        for eps in epss:
-            rs = [R.run(N, beta, eps, corrected=False) for N in unc_N]
-            rows += rs
-            print(f"| {beta:g} | {eps:g} | " + " | ".join(fmt_err(r["rel_err"]) for r in rs) + " |", flush=True)
 
-    print(f"\n## 3. Default smoothing (beta, eps_o) = {default} for N = 2 ... 12")
-    print("| N | T_1(N) hard | smooth | rel. error (%) | status | diffrax steps | steps per unit time | warm wall (s) |")
+def default_section(R, default):
+    print(f"\n## 3. Default smoothing (beta, eps_o) = {default} for N = 2 ... 12 (t1 = {R.t1})")
+    print(
+        "| N | T_1(N) hard | smooth | rel. error (%) | status | diffrax steps | steps per unit time | warm wall (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for N in range(2, 13):
         r = R.run(N, *default)
         rows.append(r)
-        print(f"| {N} | {r['hard']:.5f} | {r['period']:.5f} | {fmt_err(r['rel_err'])} | {r['status']} | "
-              f"{r['steps']} | {r['steps_per_time']:.0f} | {r['wall_s']:.2f} |", flush=True)
+        print(
+            f"| {N} | {r['hard']:.5f} | {r['period']:.5f} | {fmt_err(r['rel_err'])} | {r['status']} | "
+            f"{r['steps']} | {r['steps_per_time']:.0f} | {r['wall_s']:.2f} |",
+            flush=True,
+        )
+    return rows
 
-    print(f"\n## 4. Solvers at the default smoothing, N = 6 (t1 = {args.t1})")
+
+def solver_section(R, default, quick):
+    print(f"\n## 4. Solvers at the default smoothing, N = 6 (t1 = {R.t1})")
     print("| solver | rtol / atol | rel. error (%) | diffrax steps | warm wall (s) |")
     print("|---|---|---|---|---|")
     solvers = [
@@ -152,20 +227,18 @@ def main(argv=None):
         ("Tsit5", dr.ODESolve(rtol=1e-9, atol=1e-11), "1e-9 / 1e-11"),
         ("Dopri5", dr.ODESolve(solver=diffrax.Dopri5()), "1e-6 / 1e-8"),
     ]
-    if not args.quick:
+    if not quick:
         solvers += [
             ("Kvaerno3 (implicit)", dr.ODESolve(solver=diffrax.Kvaerno3(), rtol=1e-5, atol=1e-7), "1e-5 / 1e-7"),
             ("Kvaerno5 (implicit)", dr.ODESolve(solver=diffrax.Kvaerno5()), "1e-6 / 1e-8"),
         ]
+    rows = []
     for name, method, tol in solvers:
         r = R.run(6, *default, method=method)
         r["solver"] = f"{name} {tol}"
         rows.append(r)
         print(f"| {name} | {tol} | {100 * r['rel_err']:+.4f} | {r['steps']} | {r['wall_s']:.2f} |", flush=True)
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    return rows
 
 
 if __name__ == "__main__":

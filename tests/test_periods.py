@@ -113,7 +113,7 @@ def test_discrete_map_k_pulse_periods():
     sol = dr.simulate(dr.DiscreteMap(net, dt), s0, t1=100.0, record=PROBES_O)
     assert int(sol.status) == 0
     P, _ = probe_periods(sol.t, sol.o)
-    Pk, P1 = P[: len(K_CASES)], P[len(K_CASES):]
+    Pk, P1 = P[: len(K_CASES)], P[len(K_CASES) :]
     np.testing.assert_allclose(Pk, P1, rtol=0, atol=1e-9)
     T = np.array([formula_period(n) for n in base])
     # At most two steps per neuron of lag (one-step synaptic delay + release rounded up to a step)
@@ -188,7 +188,7 @@ def coupled():
 def _paired(a, b, t_max):
     """Fire times of each neuron before t_max in both runs; the counts must agree."""
     pairs = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         x, y = x[x < t_max], y[y < t_max]
         assert x.size == y.size
         pairs.append((x, y))

@@ -103,8 +103,7 @@ def _switch_point(beta, lo, hi, branch):
         # Global search on a grid, then a bounded Brent refinement around the best grid point.
         k = int(np.argmin(sign * g(grid, d)))
         lo_o, hi_o = max(grid[0], grid[k] - step), min(grid[-1], grid[k] + step)
-        res = minimize_scalar(lambda o: sign * g(o, d), bounds=(lo_o, hi_o), method="bounded",
-                              options={"xatol": 1e-15})
+        res = minimize_scalar(lambda o: sign * g(o, d), bounds=(lo_o, hi_o), method="bounded", options={"xatol": 1e-15})
         return sign * min(res.fun, sign * g(grid[k], d))
 
     centre = THETA_L if branch == "low" else THETA_H
