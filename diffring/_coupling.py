@@ -13,6 +13,7 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jaxtyping import Array, Float, Int
 
 
@@ -115,28 +116,32 @@ class LatticeS0Coupling(AbstractCoupling):
         return self.ring_size * int(np.prod(self.grid))
 
     def _neighbour_sum(self, s: Array) -> Array:
+        # Static slices and concatenates only (no gathers, no new axes), so XLA fuses the whole
+        # coupling into the update and vmap keeps the batch axis leading.
         total = None
         for axis in range(s.ndim):
+            m = s.shape[axis]
             for shift in (1, -1):
                 if self.periodic:
-                    term = jnp.roll(s, shift, axis=axis)
+                    k = shift % m
+                    parts = [lax.slice_in_dim(s, m - k, m, axis=axis), lax.slice_in_dim(s, 0, m - k, axis=axis)]
                 else:
-                    zeros = jnp.zeros_like(jnp.take(s, jnp.arange(1), axis=axis))
+                    zeros = jnp.zeros_like(lax.slice_in_dim(s, 0, 1, axis=axis))
                     if shift == 1:
-                        body = jnp.take(s, jnp.arange(s.shape[axis] - 1), axis=axis)
-                        term = jnp.concatenate([zeros, body], axis=axis)
+                        parts = [zeros, lax.slice_in_dim(s, 0, m - 1, axis=axis)]
                     else:
-                        body = jnp.take(s, jnp.arange(1, s.shape[axis]), axis=axis)
-                        term = jnp.concatenate([body, zeros], axis=axis)
+                        parts = [lax.slice_in_dim(s, 1, m, axis=axis), zeros]
+                term = jnp.concatenate([q for q in parts if q.shape[axis]], axis=axis)
                 total = term if total is None else total + term
         return total
 
     def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
-        n = self.ring_size
+        n, r = self.ring_size, self.r_in
         x = o.reshape((n,) + self.grid)
-        rows = [x[(p - 1) % n] for p in range(n)]
-        rows[self.r_in] = rows[self.r_in] + self.eps * self._neighbour_sum(x[self.s_out])
-        return jnp.stack(rows).reshape(-1)
+        src = jnp.concatenate([x[n - 1 :], x[: n - 1]], axis=0)  # src[p] = x[p - 1]
+        head = src[r : r + 1] + self.eps * self._neighbour_sum(x[self.s_out])[None]
+        parts = [src[:r], head, src[r + 1 :]]
+        return jnp.concatenate([q for q in parts if q.shape[0]], axis=0).reshape(-1)
 
     def edges(self):
         n = self.ring_size
