@@ -4,6 +4,10 @@ The tracker is causal so the same code runs on the fly (every step) and post hoc
 probe outputs): after the n-th fire at t_n, the phase is 2 pi (t - t_n) / (t_n - t_{n-1}) mod 2 pi,
 i.e. the last completed inter-fire interval stands in for the current one. A ring is `valid` once
 its probe has fired twice. For a k-pulse orbit this is k times the ring phase (mod 2 pi).
+
+Fire times have the resolution of the samples the tracker is fed: `MapScan` feeds it every step of
+dt whatever `Record.every` is; `ODESolve` feeds it the recorded samples (every * dt), so choose a
+small `every` there when phases matter.
 """
 
 from __future__ import annotations

@@ -1,0 +1,143 @@
+"""Ring phases and the Kuramoto order parameter R(t): the causal on-the-fly tracker against an
+independent NumPy computation from a recorded probe raster, and R in the two limits that are known
+exactly (identical uncoupled rings: R = 1; independent uniform phases: n R^2 ~ Exp(1))."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffring as dr
+
+TWO_PI = 2 * np.pi
+
+
+def numpy_phases(t, o_probe):
+    """Post-hoc causal phases from a probe raster o_probe (n_records, n_rings) sampled at times t.
+
+    A fire is a fall of the probe output (>= 0.5 before, < 0.5 now), timed at the later sample. At
+    record j with fires t_1 < ... < t_n so far (n >= 2): theta = 2 pi (t_j - t_n) / (t_n - t_{n-1})
+    mod 2 pi. Rings with fewer than two fires are invalid. Returns theta, valid, R."""
+    t = np.asarray(t)
+    o = np.asarray(o_probe)
+    n_rec, n_rings = o.shape
+    theta = np.zeros((n_rec, n_rings))
+    valid = np.zeros((n_rec, n_rings), bool)
+    for r in range(n_rings):
+        f = np.flatnonzero((o[:-1, r] >= 0.5) & (o[1:, r] < 0.5)) + 1
+        n_fired = np.searchsorted(f, np.arange(n_rec), side="right")
+        ok = n_fired >= 2
+        tn = t[f[np.maximum(n_fired - 1, 0)]] if f.size else np.zeros(n_rec)
+        tp = t[f[np.maximum(n_fired - 2, 0)]] if f.size else np.zeros(n_rec)
+        frac = np.where(ok, (t - tn) / np.where(ok, tn - tp, 1.0), 0.0)
+        theta[:, r] = np.where(ok, TWO_PI * np.mod(frac, 1.0), 0.0)
+        valid[:, r] = ok
+    z = np.where(valid, np.exp(1j * theta), 0)
+    R = np.abs(z.sum(1)) / np.maximum(valid.sum(1), 1)
+    return theta, valid, R
+
+
+def assert_phases_close(theta, theta_ref, valid, atol=1e-9):
+    d = np.angle(np.exp(1j * (np.asarray(theta) - theta_ref)))  # wrapped difference
+    assert np.max(np.abs(np.where(valid, d, 0.0))) < atol
+
+
+CASES = {
+    "discrete-lattice": lambda: (dr.DiscreteMap(dr.lattice([4, 4], 6, eps=0.2), 0.01), 3000),
+    "discrete-smallworld": lambda: (dr.DiscreteMap(dr.small_world(25, (2, 7), eps=0.1, p=0.3, seed=2), 0.01), 3000),
+    "hard-trigger": lambda: (dr.HardTrigger(dr.chain(4, 5, eps=0.2, boundary="open"), 0.02), 1500),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_tracker_equals_numpy_post_hoc_every_1_and_every_k(case):
+    model, n_steps = CASES[case]()
+    net = model.network
+    s0 = dr.init.random_phase(net, jax.random.key(1), 0.01)
+    full = dr.simulate(model, s0, n_steps=n_steps, record=dr.Record(every=1, which="probes", fields=("o",)))
+    assert int(full.status) == 0
+    theta, valid, R = numpy_phases(full.t, full.o)
+    assert valid[-1].all() and not valid[0].any()
+    np.testing.assert_array_equal(np.asarray(full.phase_valid), valid)
+    assert_phases_close(full.phase, theta, valid)
+    np.testing.assert_allclose(np.asarray(full.R), R, rtol=0, atol=1e-12)
+    # Recording every k: the tracker still sees every step, so records equal the every-1 values.
+    k = 10
+    sub = dr.simulate(model, s0, n_steps=n_steps, record=dr.Record(every=k, fields=()))
+    np.testing.assert_array_equal(np.asarray(sub.phase_valid), valid[::k])
+    assert_phases_close(sub.phase, theta[::k], valid[::k])
+    np.testing.assert_allclose(np.asarray(sub.R), R[::k], rtol=0, atol=1e-12)
+
+
+def test_ode_solve_tracker_equals_numpy_on_its_samples():
+    """The smooth model's tracker registers fires on the recorded samples (every * dt)."""
+    net = dr.chain(3, 4, eps=0.2, boundary="open")
+    model = dr.SmoothRelaxation(net, 0.02)
+    s0 = dr.init.random_phase(net, jax.random.key(2), 0.01)
+    for every in (1, 4):
+        sol = dr.simulate(model, s0, n_steps=800, record=dr.Record(every=every, which="probes", fields=("o",)))
+        assert int(sol.status) == 0
+        theta, valid, R = numpy_phases(sol.t, sol.o)
+        assert valid[-1].all()
+        np.testing.assert_array_equal(np.asarray(sol.phase_valid), valid)
+        assert_phases_close(sol.phase, theta, valid)
+        np.testing.assert_allclose(np.asarray(sol.R), R, rtol=0, atol=1e-12)
+
+
+def test_identical_uncoupled_rings_have_R_one():
+    net = dr.rings([6] * 12)
+    sol = dr.simulate(dr.DiscreteMap(net, 0.01), dr.init.pulses(net, 1), n_steps=2500,
+                      record=dr.Record(every=5, which="probes", fields=("o",)))
+    valid = np.asarray(sol.phase_valid)
+    ready = valid.all(axis=1)
+    assert ready[-1] and not ready[0]
+    # All rings become valid together (identical), and from then on R = 1 exactly up to rounding.
+    assert np.array_equal(valid.any(axis=1), ready)
+    np.testing.assert_allclose(np.asarray(sol.R)[ready], 1.0, rtol=0, atol=1e-12)
+    assert np.all(np.asarray(sol.R)[~ready] == 0.0)
+
+
+def test_independent_random_phases_give_R_of_order_one_over_sqrt_n():
+    """n uncoupled rings at independent uniform phases: n R^2 is Exp(1) distributed (mean 1); the
+    phases of identical uncoupled rings keep their differences, so R is constant in time."""
+    n = 300
+    net = dr.rings([6] * n)
+    keys = jax.random.split(jax.random.key(3), 8)
+    s0 = dr.init.random_phase(net, keys, 0.01)
+    sol = dr.simulate_batch(dr.DiscreteMap(net, 0.01), s0, n_steps=2400, record=dr.Record(every=40, fields=()))
+    ready = np.asarray(sol.phase_valid).all(axis=2)
+    assert ready[:, -1].all()
+    R = np.asarray(sol.R)
+    Rlate = R[:, -10:]
+    np.testing.assert_allclose(Rlate, Rlate[:, :1] * np.ones((1, 10)), rtol=0, atol=1e-9)
+    nR2 = n * Rlate[:, -1] ** 2
+    assert 0.3 < nR2.mean() < 2.5, nR2
+    assert np.all(Rlate[:, -1] < 4 / np.sqrt(n))
+
+
+def test_order_parameter_against_numpy(rng):
+    theta = rng.uniform(0, TWO_PI, size=(3, 5, 40))
+    valid = rng.random((3, 5, 40)) < 0.6
+    valid[0, 0] = False
+    R = dr.order_parameter(jnp.asarray(theta), jnp.asarray(valid))
+    z = np.where(valid, np.exp(1j * theta), 0)
+    ref = np.abs(z.sum(-1)) / np.maximum(valid.sum(-1), 1)
+    np.testing.assert_allclose(np.asarray(R), ref, rtol=0, atol=1e-13)
+    assert float(R[0, 0]) == 0.0
+    # No mask: all rings count; identical phases give exactly R = 1.
+    np.testing.assert_allclose(np.asarray(dr.order_parameter(jnp.full((7,), 1.3))), 1.0, atol=1e-15)
+
+
+def test_segmented_run_continues_the_tracker():
+    """Running in two segments (passing state, tracker and t0 on) equals one run."""
+    net = dr.lattice([3, 3], 6, eps=0.2)
+    model = dr.DiscreteMap(net, 0.01)
+    s0 = dr.init.random_phase(net, jax.random.key(4), 0.01)
+    rec = dr.Record(every=20, fields=("o",))
+    whole = dr.simulate(model, s0, n_steps=2000, record=rec)
+    a = dr.simulate(model, s0, n_steps=1000, record=rec)
+    b = dr.simulate(model, a.state, n_steps=1000, record=rec, t0=a.t[-1], tracker=a.tracker)
+    np.testing.assert_array_equal(np.asarray(b.o), np.asarray(whole.o)[50:])
+    np.testing.assert_allclose(np.asarray(b.t), np.asarray(whole.t)[50:], rtol=1e-14)
+    np.testing.assert_array_equal(np.asarray(b.phase_valid), np.asarray(whole.phase_valid)[50:])
+    assert_phases_close(b.phase, np.asarray(whole.phase)[50:], np.asarray(whole.phase_valid)[50:], atol=1e-9)
