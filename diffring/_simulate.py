@@ -161,16 +161,22 @@ class MapScan(AbstractMethod):
 
         def inner(c, x):
             state, tracker, ok, k = c
-            state, ok_step = step(state, x)
-            k = k + 1
             if record.phases:
+                # Register the state *before* stepping it (registering the state a block ended on a
+                # second time is a no-op), then make the step depend on the tracker through an exact
+                # no-op (+ 0 * a finite time). Reading o after the step made XLA copy all of o every
+                # step to update it in place; this way the read is ordered before the in-place write.
                 tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
-            return (state, tracker, ok & ok_step, k), None
+                state = State(state.v, state.o + jnp.zeros((), dtype) * tracker.last[..., 0])
+            state, ok_step = step(state, x)
+            return (state, tracker, ok & ok_step, k + 1), None
 
         def block(c_outer, x):
             c, _ = jax.lax.scan(inner, c_outer[:4], x, length=every, unroll=self.unroll)
             state, tracker, ok, k = c
             t = t0 + k.astype(dtype) * dt
+            if record.phases:
+                tracker = tracker.update(state.o[probes], t)
             finite = c_outer[4] & _finite(state)  # sticky: a transient NaN/inf still marks the member
             return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
 
