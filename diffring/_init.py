@@ -92,32 +92,114 @@ def _scalar(a):
     return float(a) if a.ndim == 0 else float(np.median(a))
 
 
-def _isolated_orbit(network, size, k, dt, v_low, v_rest, transient):
-    """One full period of an isolated ring's k-pulse orbit under the discrete map, as (T, size)
-    arrays of v and o (T steps of dt, starting at a fire of position 0).
+def _ring_drive(network, members, sizes):
+    """For every ring member (ring by ring, position order): the weight from its ring predecessor,
+    and the rest of its input with every other neuron at rest (o = 1), e.g. eps * degree at the S0
+    receiver. Returns two flat arrays aligned with `members[r, :sizes[r]]` concatenated."""
+    import scipy.sparse as sp
 
-    The ring starts from k equally spaced pulses and runs for `transient` time units; the period is
-    then the span of k consecutive inter-fire intervals of position 0 (each pulse passes it once),
-    which is the whole orbit also when k does not divide the ring size (unequal gaps)."""
-    from ._builders import ring
+    n = network.n_neurons
+    post, pre, w = network.coupling.edges()
+    W = sp.csr_matrix((w, (post, pre)), shape=(n, n))
+    rest = np.asarray(W.sum(axis=1)).ravel()
+    ring_of = np.repeat(np.arange(members.shape[0]), sizes)
+    pos = np.arange(ring_of.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    me = members[ring_of, pos]
+    pred = members[ring_of, (pos - 1) % sizes[ring_of]]
+    w_pred = np.asarray(W[me, pred]).ravel()
+    return w_pred, rest[me] - w_pred
+
+
+def _per_neuron(a, n):
+    return np.broadcast_to(np.asarray(a, dtype=np.float64), (n,))
+
+
+def _isolated_orbits(network, k, dt, v_low, v_rest, transient):
+    """One full period of each ring's k-pulse orbit with every neuron outside the ring frozen at
+    rest, under the discrete map at step dt.
+
+    Rings with the same size, ring weights, resting drive and parameters share one orbit (all rings
+    of a periodic lattice share one). Returns the ring -> orbit index map and a list of (T_g, N_g)
+    arrays (v, o), each starting at a fire of ring position 0. The period is the span of k
+    consecutive inter-fire intervals of position 0 (each pulse passes it once), which is the whole
+    orbit also when k does not divide the ring size (unequal gaps)."""
+    import scipy.sparse as sp
+
+    from ._builders import from_arrays
     from ._models import DiscreteMap
     from ._simulate import Record, simulate
 
-    net = ring(size, tau=_scalar(network.tau), theta_H=_scalar(network.theta_H),
-               theta_L=_scalar(network.theta_L), dtype=network.dtype)
-    model = DiscreteMap(net, dt)
-    s = pulses(net, k, v_low=v_low, v_rest=v_rest)
+    members, sizes = _members(network)
+    n = network.n_neurons
+    tau, th, tl = (_per_neuron(a, n) for a in (network.tau, network.theta_H, network.theta_L))
+    w_all, b_all = _ring_drive(network, members, sizes)
+    offs = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    flat = np.concatenate([members[r, : sizes[r]] for r in range(members.shape[0])])
+    table = np.stack([w_all, b_all, tau[flat], th[flat], tl[flat]], axis=1)
+    groups: dict[bytes, int] = {}
+    ring_group = np.zeros(members.shape[0], dtype=int)
+    for r in range(members.shape[0]):
+        key = table[offs[r] : offs[r + 1]].tobytes()
+        ring_group[r] = groups.setdefault(key, len(groups))
+    reps = [int(r) for r in np.unique(ring_group, return_index=True)[1]]  # first ring of each group
+    g_sizes = [int(sizes[r]) for r in reps]
+    # One network holding one isolated copy of each distinct ring; the frozen rest of the network
+    # enters as a constant input through Win.
+    starts = np.concatenate([[0], np.cumsum(g_sizes)[:-1]]).astype(int)
+    n_iso = int(sum(g_sizes))
+    post, pre, w, bias, idx = [], [], [], [], []
+    for g, r in enumerate(reps):
+        w_pred, b = w_all[offs[r] : offs[r + 1]], b_all[offs[r] : offs[r + 1]]
+        loc = starts[g] + np.arange(g_sizes[g])
+        post.append(loc)
+        pre.append(np.roll(loc, 1))
+        w.append(w_pred)
+        bias.append(b)
+        idx.append(members[r, : g_sizes[g]])
+    post, pre, w, bias, idx = map(np.concatenate, (post, pre, w, bias, idx))
+    W = sp.coo_matrix((w, (post, pre)), shape=(n_iso, n_iso))
+    iso = from_arrays(W, g_sizes, Win=bias[:, None], tau=tau[idx], theta_H=th[idx], theta_L=tl[idx],
+                      dtype=network.dtype, where="init")
+    model = DiscreteMap(iso, dt)
+    s = pulses(iso, k, v_low=v_low, v_rest=v_rest)
+    ones = lambda steps: jnp.ones((steps, 1), network.dtype)  # noqa: E731
     n_tr = max(int(round(transient / dt)), 1)
-    s = simulate(model, s, n_steps=n_tr, record=Record(every=n_tr, fields=(), phases=False)).state
-    n_rec = int(round(8 * size * 2.0 / dt)) + 2  # > 2 periods (w_N < 2 for the default thresholds)
-    sol = simulate(model, s, n_steps=n_rec, record=Record(fields=("o", "v"), phases=False))
-    o = np.asarray(sol.o)
-    fires = np.flatnonzero((o[:-1, 0] >= 0.5) & (o[1:, 0] < 0.5)) + 1
-    if fires.size < k + 1:
-        raise DiffringError("init", f"ring of size {size} with k = {k}",
-                            f"its orbit did not fire {k + 1} times in {n_rec} steps; cannot sample a phase")
-    a, b = fires[-k - 1], fires[-1]
-    return np.asarray(sol.v)[a:b], o[a:b]
+    s = simulate(model, s, n_steps=n_tr, inputs=ones(n_tr), record=Record(every=n_tr, fields=(), phases=False)).state
+    # Measure each orbit's period (k + 1 fires of position 0; generous window: w_N < 2 tau for sane
+    # thresholds), which also lets slowly relaxing pulse gaps settle further; then record the full
+    # state from there for two periods and cut one period starting at a fire.
+    n_search = int(round(16 * max(g_sizes) * float(np.max(tau[idx])) / dt)) + 2
+    heads = tuple(int(h) for h in starts)
+    search = simulate(model, s, n_steps=n_search, inputs=ones(n_search),
+                      record=Record(which=heads, fields=("o",), phases=False))
+
+    def fires_of(o, g):
+        return np.flatnonzero((o[:-1, g] >= 0.5) & (o[1:, g] < 0.5)) + 1
+
+    o = np.asarray(search.o)
+    periods = []
+    for g in range(len(reps)):
+        f = fires_of(o, g)
+        if f.size < k + 1:
+            raise DiffringError("init", f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
+                                f"with its neighbours at rest its {k}-pulse orbit did not fire {k + 1} times in "
+                                f"{n_search} steps, so it has no phase to sample; use kind 'pulses' or 'uniform'")
+        periods.append(int(f[-1] - f[-k - 1]))
+    n_rec = 2 * max(periods) + 4
+    sol = simulate(model, search.state, n_steps=n_rec, inputs=ones(n_rec), record=Record(fields=("o", "v"), phases=False))
+    windows = []
+    for g in range(len(reps)):
+        f = fires_of(np.asarray(sol.o)[:, starts[g] : starts[g] + 1], 0)
+        if f.size < k + 1:
+            raise DiffringError("init", f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
+                                "its orbit is not periodic (its period changed after the transient)")
+        windows.append((f[0], f[k]))
+    V, O = np.asarray(sol.v), np.asarray(sol.o)
+    orbits = []
+    for g, (a, b) in enumerate(windows):
+        cols = slice(starts[g], starts[g] + g_sizes[g])
+        orbits.append((V[a:b, cols], O[a:b, cols]))
+    return ring_group, orbits
 
 
 def random_phase(
@@ -130,27 +212,33 @@ def random_phase(
     v_rest: float = 0.9,
     transient: float = 50.0,
 ) -> State:
-    """Clean random phases: each ring is put at an independent, uniformly random time along its
-    isolated k-pulse orbit (computed once per ring size with the discrete map at step dt, so it is
-    an orbit of `DiscreteMap(network, dt)` with the coupling removed). Rings sharing neurons (S1,
-    S2) overwrite shared neurons in ring order. Per-neuron parameters use their medians.
-    A 1-D array of keys gives a batch (B, n), sharing the orbit computation."""
+    """Clean random phases: each ring is put at an independent, uniformly random time along the
+    k-pulse orbit it has when every neuron outside it is frozen at rest (for an S0 lattice: its own
+    orbit with the resting link input eps * degree), computed with the discrete map at step dt.
+
+    So a coupled network starts with no spurious switching: the first thing that happens to a ring
+    is its own pulse, and coupling acts only through the neighbours' firing. Rings with the same
+    size, weights and parameters share one orbit computation. A neuron shared by several rings (S1,
+    S2) takes its value from one of them. A 1-D array of keys gives a batch (B, n).
+    """
     dt = check_float("init.dt", dt, positive=True)
     k = check_int("init.k", k, minimum=1)
     members, sizes = _members(network)
-    orbits = {int(size): _isolated_orbit(network, int(size), k, dt, v_low, v_rest, transient) for size in np.unique(sizes)}
+    ring_group, orbits = _isolated_orbits(network, k, dt, v_low, v_rest, transient)
     fdt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    lengths = np.array([vs.shape[0] for vs, _ in orbits])
 
     def one(key):
         v = np.zeros(network.n_neurons)
         o = np.ones(network.n_neurons)
         u = np.asarray(jax.random.uniform(key, (members.shape[0],), dtype=fdt))
-        for size, (vs, os) in orbits.items():
-            rows = np.flatnonzero(sizes == size)
-            ti = np.minimum((u[rows] * vs.shape[0]).astype(int), vs.shape[0] - 1)
-            idx = members[rows, :size]
-            v[idx] = vs[ti]
-            o[idx] = os[ti]
+        T = lengths[ring_group]
+        ti = np.minimum((u * T).astype(int), T - 1)
+        for g, (vs, os) in enumerate(orbits):
+            rows = np.flatnonzero(ring_group == g)
+            m = members[rows, : vs.shape[1]]
+            v[m] = vs[ti[rows]]
+            o[m] = os[ti[rows]]
         return State(jnp.asarray(v, network.dtype), jnp.asarray(o, network.dtype))
 
     keys = _key_batch(key)

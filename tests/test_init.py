@@ -13,10 +13,10 @@ import diffring as dr
 DT = 0.01
 
 
-def np_isolated_rings(v, o, net, n_steps, dt=DT, factors=None, theta_H=0.49, theta_L=0.2, tau=1.0):
+def np_isolated_rings(v, o, net, n_steps, dt=DT, factors=None, theta_H=0.49, theta_L=0.2, tau=1.0, bias=0.0):
     """Plain NumPy loop of the spec 1.1 map on the network's rings with all other coupling removed
-    (each position driven by its ring predecessor with weight 1). `factors` (per ring) rescale dt.
-    Returns o and v histories, shape (n_steps + 1, n)."""
+    (each position driven by its ring predecessor with weight 1, plus a constant `bias` per neuron).
+    `factors` (per ring) rescale dt. Returns o and v histories, shape (n_steps + 1, n)."""
     members, sizes = np.asarray(net.rings.members), np.asarray(net.rings.sizes)
     n = v.size
     pre = np.arange(n)
@@ -29,7 +29,7 @@ def np_isolated_rings(v, o, net, n_steps, dt=DT, factors=None, theta_H=0.49, the
     v, o = np.array(v, float), np.array(o, float)
     O, V = [o], [v]
     for _ in range(n_steps):
-        u = o[pre]
+        u = o[pre] + bias
         v = a * v + (1 - a) * u
         d = u - v
         o = np.where((d >= theta_H) | ((d >= theta_L) & (o == 0)), 0.0, 1.0)
@@ -134,6 +134,32 @@ def test_random_phase_phases_are_uniform(rp_net, rp_run):
     assert stats.kstest(phase, "uniform").pvalue > 0.01
     R = abs(np.mean(np.exp(2j * np.pi * phase)))
     assert R < 3 / np.sqrt(rows.size)
+
+
+def test_random_phase_on_a_coupled_lattice_starts_without_spurious_switching():
+    """On an S0 lattice a ring's receiver rests at input 1 + eps * degree. random_phase samples the
+    orbit of each ring with its neighbours at rest, so (a) every ring is periodic immediately under
+    the NumPy map with that constant link input, and (b) in the coupled run the rings' first fires
+    are spread uniformly over a period instead of all receivers firing at the first step."""
+    eps, L = 0.2, 12
+    net = dr.lattice([L, L], 6, eps=eps, r_in=0, s_out=1)  # periodic: degree 4 everywhere
+    s = dr.init.random_phase(net, jax.random.key(5), DT)
+    n_rings = L * L
+    bias = np.zeros(net.n_neurons)
+    bias[:n_rings] = 4 * eps  # position 0 (neurons 0 .. n_rings-1, position-major) receives the links
+    O, V = np_isolated_rings(np.asarray(s.v), np.asarray(s.o), net, 1800, bias=bias)
+    probes = np.asarray(net.rings.probes)
+    fires = fire_steps(O[:, probes])
+    gaps = np.concatenate([np.diff(f) for f in fires])
+    P = int(gaps[0])
+    assert np.all(gaps == P) and np.max(np.abs(V[P] - V[0])) < 1e-10
+    first_iso = np.array([f[0] for f in fires])
+    assert stats.kstest(first_iso / P, "uniform").pvalue > 0.01
+    # The coupled network: first fires of the probes are still spread over the period.
+    sol = dr.simulate(dr.DiscreteMap(net, DT), s, n_steps=P + 10, record=dr.Record(which="probes", fields=("o",)))
+    first = np.array([f[0] if f.size else P + 10 for f in fire_steps(np.asarray(sol.o))])
+    assert np.mean(first <= 3) < 0.05
+    assert stats.kstest(first / P, "uniform").pvalue > 0.01
 
 
 def test_random_phase_k_pulses_without_equal_gaps():
