@@ -105,7 +105,7 @@ def test_hard_trigger_k_pulse_periods():
 def test_discrete_map_k_pulse_periods():
     # k equally spaced pulses on N are k rotated copies of one pulse on N/k: the map must give the
     # same integer step count as the N/k ring run alongside, and stay within O(dt) of the formula.
-    net_k, s_k = _k_pulse_setup()
+    _, s_k = _k_pulse_setup()
     base = [N // k for N, k in K_CASES]
     net = dr.rings([N for N, _ in K_CASES] + base)
     s0 = concat_states([s_k] + [dr.init.pulses(dr.ring(n), 1) for n in base])
@@ -116,8 +116,8 @@ def test_discrete_map_k_pulse_periods():
     Pk, P1 = P[: len(K_CASES)], P[len(K_CASES) :]
     np.testing.assert_allclose(Pk, P1, rtol=0, atol=1e-9)
     T = np.array([formula_period(n) for n in base])
-    # At most two steps per neuron of lag (one-step synaptic delay + release rounded up to a step)
-    # over a per-neuron delay w >= ln(theta_H / theta_L).
+    # |error| of at most two steps per neuron (one-step synaptic delay + release rounded up to a
+    # step) over a per-neuron delay w >= ln(theta_H / theta_L); measured: below one step.
     np.testing.assert_array_less(np.abs(Pk / T - 1), 2 * dt / np.log(THETA_H / THETA_L))
     np.testing.assert_array_less(np.abs(Pk / T - 1), 1e-3)
 
@@ -129,7 +129,7 @@ def test_discrete_map_periods_converge_first_order():
     O(dt) rather than c dt: at each level dt0 we take the RMS relative error over 8 steps spread over
     an octave around dt0, and fit log RMS against log dt0 (slope 1 = first order).
 
-    The map depends on dt only through dt / tau (alpha = exp(-dt / tau)), so all 40 steps run as one
+    The map depends on dt only through dt / tau (alpha = exp(-dt / tau)), so all 40 step sizes run as one
     batch with dt = 0.01 and tau = 0.01 / h (time in units of tau); the exactness of that rescaling
     is checked below against a direct run at dt = h.
     """
