@@ -28,7 +28,9 @@ def _key_batch(key):
     if key.ndim == single_ndim:
         return None
     if key.ndim != single_ndim + 1:
-        raise DiffringError("init.key", f"key array of shape {key.shape}", "expected one PRNG key or a 1-D array of keys")
+        raise DiffringError(
+            "init.key", f"key array of shape {key.shape}", "expected one PRNG key or a 1-D array of keys"
+        )
     return [key[i] for i in range(key.shape[0])]
 
 
@@ -158,8 +160,9 @@ def _isolated_orbits(network, k, dt, v_low, v_rest, transient):
         idx.append(members[r, : g_sizes[g]])
     post, pre, w, bias, idx = map(np.concatenate, (post, pre, w, bias, idx))
     W = sp.coo_matrix((w, (post, pre)), shape=(n_iso, n_iso))
-    iso = from_arrays(W, g_sizes, Win=bias[:, None], tau=tau[idx], theta_H=th[idx], theta_L=tl[idx],
-                      dtype=network.dtype, where="init")
+    iso = from_arrays(
+        W, g_sizes, Win=bias[:, None], tau=tau[idx], theta_H=th[idx], theta_L=tl[idx], dtype=network.dtype, where="init"
+    )
     model = DiscreteMap(iso, dt)
     s = pulses(iso, k, v_low=v_low, v_rest=v_rest)
     ones = lambda steps: jnp.ones((steps, 1), network.dtype)  # noqa: E731
@@ -170,8 +173,9 @@ def _isolated_orbits(network, k, dt, v_low, v_rest, transient):
     # state from there for two periods and cut one period starting at a fire.
     n_search = int(round(16 * max(g_sizes) * float(np.max(tau[idx])) / dt)) + 2
     heads = tuple(int(h) for h in starts)
-    search = simulate(model, s, n_steps=n_search, inputs=ones(n_search),
-                      record=Record(which=heads, fields=("o",), phases=False))
+    search = simulate(
+        model, s, n_steps=n_search, inputs=ones(n_search), record=Record(which=heads, fields=("o",), phases=False)
+    )
 
     def fires_of(o, g):
         return np.flatnonzero((o[:-1, g] >= 0.5) & (o[1:, g] < 0.5)) + 1
@@ -181,18 +185,26 @@ def _isolated_orbits(network, k, dt, v_low, v_rest, transient):
     for g in range(len(reps)):
         f = fires_of(o, g)
         if f.size < k + 1:
-            raise DiffringError("init", f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
-                                f"with its neighbours at rest its {k}-pulse orbit did not fire {k + 1} times in "
-                                f"{n_search} steps, so it has no phase to sample; use kind 'pulses' or 'uniform'")
+            raise DiffringError(
+                "init",
+                f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
+                f"with its neighbours at rest its {k}-pulse orbit did not fire {k + 1} times in "
+                f"{n_search} steps, so it has no phase to sample; use kind 'pulses' or 'uniform'",
+            )
         periods.append(int(f[-1] - f[-k - 1]))
     n_rec = 2 * max(periods) + 4
-    sol = simulate(model, search.state, n_steps=n_rec, inputs=ones(n_rec), record=Record(fields=("o", "v"), phases=False))
+    sol = simulate(
+        model, search.state, n_steps=n_rec, inputs=ones(n_rec), record=Record(fields=("o", "v"), phases=False)
+    )
     windows = []
     for g in range(len(reps)):
         f = fires_of(np.asarray(sol.o)[:, starts[g] : starts[g] + 1], 0)
         if f.size < k + 1:
-            raise DiffringError("init", f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
-                                "its orbit is not periodic (its period changed after the transient)")
+            raise DiffringError(
+                "init",
+                f"ring {reps[g]} (size {g_sizes[g]}) with k = {k}",
+                "its orbit is not periodic (its period changed after the transient)",
+            )
         windows.append((f[0], f[k]))
     V, O = np.asarray(sol.v), np.asarray(sol.o)
     orbits = []
@@ -276,8 +288,11 @@ def published(
     if factors is not None:
         factors = np.asarray(factors, dtype=np.float64)
         if factors.shape != (R,) or not np.all(np.isfinite(factors)) or np.any(factors < 0):
-            raise DiffringError("init.factors", f"array of shape {factors.shape}",
-                                f"expected {R} finite step factors >= 0 (one per ring)")
+            raise DiffringError(
+                "init.factors",
+                f"array of shape {factors.shape}",
+                f"expected {R} finite step factors >= 0 (one per ring)",
+            )
     keys = _key_batch(key)
     if keys is not None:
         kw = dict(warmup_steps=warmup_steps, max_factor=max_factor, factors=factors, v_low=v_low, v_rest=v_rest)
@@ -299,7 +314,9 @@ def published(
     iso = build_rings([int(s) for s in sizes], tau=tau, theta_H=th, theta_L=tl, dtype=network.dtype)
     s = State(jnp.asarray(v, network.dtype), jnp.asarray(o, network.dtype))
     if warmup_steps:
-        s = simulate(DiscreteMap(iso, dt), s, n_steps=warmup_steps, record=Record(every=warmup_steps, fields=(), phases=False)).state
+        s = simulate(
+            DiscreteMap(iso, dt), s, n_steps=warmup_steps, record=Record(every=warmup_steps, fields=(), phases=False)
+        ).state
     vout = np.zeros(network.n_neurons)
     oout = np.ones(network.n_neurons)
     vout[flat] = np.asarray(s.v)

@@ -50,7 +50,9 @@ class PhaseTracker(eqx.Module):
         return jnp.where(valid, theta, 0), valid
 
 
-def order_parameter(theta: Float[Array, "*b rings"], valid: Bool[Array, "*b rings"] | None = None) -> Float[Array, "*b"]:
+def order_parameter(
+    theta: Float[Array, "*b rings"], valid: Bool[Array, "*b rings"] | None = None
+) -> Float[Array, "*b"]:
     """Global Kuramoto order parameter R = |mean_r exp(i theta_r)| over valid rings (0 if none)."""
     if valid is None:
         valid = jnp.ones(theta.shape, bool)

@@ -132,8 +132,10 @@ h = 1e-4
 f = eqx.filter_jit(lambda e: loss(e)[0])
 fd = (f(eps0 + h) - f(eps0 - h)) / (2 * h)
 rel = abs(float(grad) - float(fd)) / abs(float(fd))
-print(f"loss = {float(value):.6f}   dloss/deps: autodiff {float(grad):.6f}, finite difference {float(fd):.6f}"
-      f"  (relative difference {rel:.1e})")
+print(
+    f"loss = {float(value):.6f}   dloss/deps: autodiff {float(grad):.6f}, finite difference {float(fd):.6f}"
+    f"  (relative difference {rel:.1e})"
+)
 assert rel < 1e-3
 
 # %%

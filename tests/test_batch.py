@@ -20,7 +20,7 @@ def assert_tree_array_equal(single, batched_member):
     ls, ts = jax.tree.flatten(single)
     lb, tb = jax.tree.flatten(batched_member)
     assert ts == tb
-    for a, b in zip(ls, lb):
+    for a, b in zip(ls, lb, strict=True):
         a, b = np.asarray(a), np.asarray(b)
         assert a.shape == b.shape
         assert np.array_equal(a, b), np.max(np.abs(a.astype(float) - b.astype(float)))

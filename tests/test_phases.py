@@ -86,8 +86,12 @@ def test_ode_solve_tracker_equals_numpy_on_its_samples():
 
 def test_identical_uncoupled_rings_have_R_one():
     net = dr.rings([6] * 12)
-    sol = dr.simulate(dr.DiscreteMap(net, 0.01), dr.init.pulses(net, 1), n_steps=2500,
-                      record=dr.Record(every=5, which="probes", fields=("o",)))
+    sol = dr.simulate(
+        dr.DiscreteMap(net, 0.01),
+        dr.init.pulses(net, 1),
+        n_steps=2500,
+        record=dr.Record(every=5, which="probes", fields=("o",)),
+    )
     valid = np.asarray(sol.phase_valid)
     ready = valid.all(axis=1)
     assert ready[-1] and not ready[0]

@@ -95,8 +95,9 @@ def test_smooth_model_recording_controls():
     np.testing.assert_array_equal(np.asarray(full.v[0]), np.asarray(s0.v))
     np.testing.assert_allclose(np.asarray(sub.t), np.arange(16) * 4 * 0.05, rtol=1e-14, atol=0)
     np.testing.assert_allclose(np.asarray(sub.v), np.asarray(full.v)[::4][:, probes], rtol=0, atol=1e-13)
-    np.testing.assert_allclose(np.asarray(sub.reduced["firing"]), np.mean(1 - np.asarray(full.o)[::4], axis=1),
-                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(
+        np.asarray(sub.reduced["firing"]), np.mean(1 - np.asarray(full.o)[::4], axis=1), rtol=0, atol=1e-13
+    )
     assert int(full.status) == 0 and int(sub.status) == 0
 
 
@@ -140,8 +141,9 @@ def test_nan_swept_parameter_flags_only_that_member():
     sol = dr.simulate_batch(model, s0, n_steps=200, record=dr.Record(every=10), model_axes=axes)
     np.testing.assert_array_equal(np.asarray(sol.status), [0, 1, 0])
     for b, eps in ((0, 0.2), (2, 0.05)):
-        single = dr.simulate(dr.DiscreteMap(dr.lattice([3, 3], 6, eps=eps), 0.01), member(s0, b), n_steps=200,
-                             record=dr.Record(every=10))
+        single = dr.simulate(
+            dr.DiscreteMap(dr.lattice([3, 3], 6, eps=eps), 0.01), member(s0, b), n_steps=200, record=dr.Record(every=10)
+        )
         np.testing.assert_array_equal(np.asarray(sol.v[b]), np.asarray(single.v))
 
 
