@@ -398,8 +398,10 @@ def simulate_batch(
 
     `model_axes` (from `batched_model`) marks model leaves that carry the batch axis (a parameter
     sweep). `chunk_size` bounds memory: members run `chunk_size` at a time inside one program.
-    Member b equals `simulate` of member b alone. Pass a previous batched `Solution`'s `tracker`
-    (with its `state` and `t`) to continue a batch in segments.
+    Member b equals `simulate` of member b alone, bit for bit (tested for every model, chunks,
+    sweeps and batched inputs; it relies on the models' updates rounding identically in batched
+    and single programs, see `DiscreteMap.make_step` and `ODESolve`). Pass a previous batched
+    `Solution`'s `tracker` (with its `state` and `t`) to continue a batch in segments.
     """
     n_steps = _check_run(model, state0, None, n_steps, t1, record, batched=True)
     B = state0.v.shape[0]
