@@ -27,6 +27,35 @@ from ._models import (
 from . import _init as init  # noqa: F401  (diffring.init.pulses, ...)
 from ._network import Network as Network, Rings as Rings
 from ._phases import PhaseTracker as PhaseTracker, order_parameter as order_parameter
+from ._observables import (
+    CHATTER as CHATTER,
+    IRREGULAR as IRREGULAR,
+    ORBIT_NAMES as ORBIT_NAMES,
+    PULSE as PULSE,
+    QUIESCENT as QUIESCENT,
+    AbstractXi as AbstractXi,
+    Crossing as Crossing,
+    Domains as Domains,
+    ExpFit as ExpFit,
+    as_grid as as_grid,
+    classify_orbits as classify_orbits,
+    correlation_axes as correlation_axes,
+    correlation_isotropic as correlation_isotropic,
+    correlation_length as correlation_length,
+    domains as domains,
+    fire_counts as fire_counts,
+    firing_fraction as firing_fraction,
+    global_order as global_order,
+    is_periodic as is_periodic,
+    lattice_observables as lattice_observables,
+    local_order as local_order,
+    observe_records as observe_records,
+    pulse_count as pulse_count,
+    size_distribution as size_distribution,
+    track_phases as track_phases,
+    wall_bonds as wall_bonds,
+    wall_density as wall_density,
+)
 from ._simulate import (
     STATUS_NAMES as STATUS_NAMES,
     AbstractMethod as AbstractMethod,

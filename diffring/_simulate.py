@@ -48,7 +48,8 @@ class Record(eqx.Module):
     `which`: "all", "probes" (one neuron per ring) or a tuple of neuron indices. `fields`: any of
     "o", "v". `phases`: track ring phases and R(t) from probe firing times. `reduce`: an optional
     function `(t, state) -> pytree` evaluated at every record (e.g. a mean rate), so that nothing
-    large need be stored.
+    large need be stored. `observe`: an optional function `(t, state, phase, valid) -> pytree` that
+    also sees the ring phases at the record (needs `phases`; e.g. `lattice_observables(network)`).
     """
 
     every: int = eqx.field(static=True, default=1)
@@ -56,9 +57,12 @@ class Record(eqx.Module):
     fields: tuple[str, ...] = eqx.field(static=True, default=("o", "v"), converter=_as_fields)
     phases: bool = eqx.field(static=True, default=True)
     reduce: Callable | None = eqx.field(static=True, default=None)
+    observe: Callable | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_int("record.every", self.every, minimum=1)
+        if self.observe is not None and not self.phases:
+            raise DiffringError("record.observe", self.observe, "needs record.phases = True")
         if isinstance(self.which, str):
             check_choice("record.which", self.which, ("all", "probes"))
         elif len(self.which) == 0:
@@ -77,8 +81,9 @@ class Record(eqx.Module):
 class Solution(eqx.Module):
     """The result of `simulate`: record times `t` (n_records,), recorded fields `o`, `v`
     (n_records, n_selected) or None, `phase` and `phase_valid` (n_records, n_rings), `R`
-    (n_records,), `reduced` (the reduction's outputs, stacked), `status` (0 ok, 1 non-finite,
-    2 solver failure; see `STATUS_NAMES`), and the final `state` and `tracker` to continue from.
+    (n_records,), `reduced` and `observed` (the reduction's / observation's outputs, stacked),
+    `status` (0 ok, 1 non-finite, 2 solver failure; see `STATUS_NAMES`), and the final `state` and
+    `tracker` to continue from.
     With `simulate_batch` every field has a leading batch axis.
     """
 
@@ -93,6 +98,7 @@ class Solution(eqx.Module):
     state: State
     tracker: PhaseTracker | None
     stats: dict
+    observed: PyTree | None = None
 
 
 class AbstractMethod(eqx.Module):
@@ -111,6 +117,8 @@ def _records(record, network, t, state, tracker):
         theta, valid = tracker.phase(t)
         out["phase"], out["phase_valid"] = theta, valid
         out["R"] = order_parameter(theta, valid)
+        if record.observe is not None:
+            out["observed"] = record.observe(t, state, theta, valid)
     if record.reduce is not None:
         out["reduced"] = record.reduce(t, state)
     return out
@@ -133,6 +141,7 @@ def _solution(t, recs, status, state, tracker, stats, record):
         state=state,
         tracker=tracker if record.phases else None,
         stats=stats,
+        observed=recs.get("observed"),
     )
 
 
@@ -251,6 +260,8 @@ class ODESolve(AbstractMethod):
             out["probe_o"] = y.o[probes]
             if record.reduce is not None:
                 out["reduced"] = record.reduce(t, y)
+            if record.observe is not None:
+                out["state"] = y
             return out
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
@@ -278,15 +289,22 @@ class ODESolve(AbstractMethod):
         tracker = tracker0
         if record.phases:
 
+            def observe(t, y, theta, valid):
+                return None if record.observe is None else record.observe(t, y, theta, valid)
+
             def track(tr, x):
-                t, o = x
+                t, o, y = x
                 tr = tr.update(o, t)
                 theta, valid = tr.phase(t)
-                return tr, (theta, valid)
+                return tr, (theta, valid, observe(t, y, theta, valid))
 
             # Record 0 is the initial state the tracker already holds.
             first = tracker0.phase(ts[0])
-            tracker, (theta, valid) = jax.lax.scan(track, tracker0, (ts[1:], saved["probe_o"][1:]))
+            ys = jax.tree.map(lambda a: a[1:], saved["state"]) if record.observe is not None else None
+            tracker, (theta, valid, obs) = jax.lax.scan(track, tracker0, (ts[1:], saved["probe_o"][1:], ys))
+            if record.observe is not None:
+                obs0 = observe(ts[0], state0, *first)
+                recs["observed"] = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), obs0, obs)
             theta = jnp.concatenate([first[0][None], theta])
             valid = jnp.concatenate([first[1][None], valid])
             recs.update(phase=theta, phase_valid=valid, R=order_parameter(theta, valid))

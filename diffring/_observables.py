@@ -1,0 +1,692 @@
+"""Observables of ring networks (spec section 5): pure jnp functions, jit- and vmap-able, used the
+same way on the fly (`Record(observe=lattice_observables(net))`) and post hoc on recorded data.
+
+Every function is jitted (`eqx.filter_jit`: Python numbers, strings and flags are static).
+Phase fields have shape (*batch, *grid): the last `ndim` axes are the ring grid (default: all axes).
+`as_grid` turns the flat (..., n_rings) phases of a `Solution` into that shape (rings are numbered
+row-major over `network.grid`). `valid` masks rings without a defined phase (fewer than two probe
+fires); they take part in no average, bond or domain. `periodic` chooses the boundary. Ring phases
+themselves come from `PhaseTracker` (`track_phases` runs it over a recorded probe raster).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from ._errors import DiffringError, check_choice, check_float, check_int
+from ._network import Network, Rings
+from ._phases import PhaseTracker, order_parameter
+
+# Orbit classes of `classify_orbits`.
+QUIESCENT = 0
+PULSE = 1
+CHATTER = 2
+IRREGULAR = 3
+ORBIT_NAMES = ("quiescent", "k-pulse", "chatter", "irregular")
+
+
+# --- shapes -----------------------------------------------------------------------------------
+
+
+def as_grid(x: Array, grid: tuple[int, ...]) -> Array:
+    """Reshape per-ring values (..., n_rings) to (..., *grid) (ring r at row-major position r)."""
+    grid = tuple(int(g) for g in grid)
+    if x.shape[-1] != math.prod(grid):
+        raise DiffringError("grid", grid, f"expected prod(grid) = n_rings = {x.shape[-1]}")
+    return x.reshape(x.shape[:-1] + grid)
+
+
+def _split(x, ndim):
+    nd = x.ndim if ndim is None else check_int("ndim", ndim, minimum=1)
+    if nd > x.ndim or nd < 1:
+        raise DiffringError("ndim", ndim, f"expected 1 <= ndim <= {x.ndim} (the field has shape {x.shape})")
+    return x.shape[: x.ndim - nd], x.shape[x.ndim - nd :]
+
+
+def _weights(theta, valid):
+    return jnp.ones(theta.shape, theta.dtype) if valid is None else valid.astype(theta.dtype)
+
+
+def _unit(theta, w):
+    """w exp(i theta) as a complex array (no implicit float -> complex promotion)."""
+    return jax.lax.complex(w * jnp.cos(theta), w * jnp.sin(theta))
+
+
+def _wrapped_abs(d):
+    """|d| wrapped to [0, pi]."""
+    return jnp.abs(jnp.remainder(d + jnp.pi, 2 * jnp.pi) - jnp.pi)
+
+
+def _check_max_delta(max_delta, grid, periodic):
+    """Default: L_min // 2 (periodic), L_min - 1 (open); at most L_min - 1 (L over `grid`)."""
+    if max_delta is None:
+        return min(grid) // 2 if periodic else min(grid) - 1
+    max_delta = check_int("max_delta", max_delta, minimum=0)
+    if max_delta >= min(grid):
+        raise DiffringError("max_delta", max_delta, f"expected 0 <= max_delta < min(grid) = {min(grid)}")
+    return max_delta
+
+
+def _lift(v, lead):
+    """A 1-D array (D,) broadcast to (*lead, D) explicitly (rank promotion is an error)."""
+    return jnp.broadcast_to(v.reshape((1,) * len(lead) + v.shape), lead + v.shape)
+
+
+# --- phases and pulse counts ------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def track_phases(
+    t: Float[Array, " records"], o_probe: Float[Array, "records rings"], tracker: PhaseTracker | None = None
+) -> tuple[Float[Array, "records rings"], Bool[Array, "records rings"], PhaseTracker]:
+    """Ring phases post hoc from a recorded probe raster, with the same `PhaseTracker` the runs use.
+
+    Record 0 initialises the tracker (or continues `tracker`). A raster recorded every step gives
+    exactly the on-the-fly phases of `MapScan`; a coarser raster times fires at its own resolution.
+    """
+    if tracker is None:
+        tracker = PhaseTracker.init(o_probe[0], t[0])
+    else:
+        tracker = tracker.update(o_probe[0], t[0])
+    first = tracker.phase(t[0])
+
+    def step(tr, x):
+        tj, oj = x
+        tr = tr.update(oj, tj)
+        return tr, tr.phase(tj)
+
+    tracker, (theta, valid) = jax.lax.scan(step, tracker, (t[1:], o_probe[1:]))
+    theta = jnp.concatenate([first[0][None], theta])
+    valid = jnp.concatenate([first[1][None], valid])
+    return theta, valid, tracker
+
+
+def _ring_tables(rings: Rings):
+    """Members, predecessors (previous position around the ring) and the in-ring mask."""
+    members = rings.members
+    width = members.shape[1]
+    pos = jnp.arange(width, dtype=jnp.int32)[None, :]
+    sizes = rings.sizes[:, None].astype(jnp.int32)
+    inside = pos < sizes
+    prev_pos = jnp.remainder(pos - 1, jnp.maximum(sizes, 1))
+    prev = jnp.take_along_axis(members, prev_pos, axis=1)
+    return jnp.maximum(members, 0), jnp.maximum(prev, 0), inside
+
+
+@eqx.filter_jit
+def pulse_count(o: Float[Array, "*b n"], rings: Rings) -> Int[Array, "*b rings"]:
+    """k_r: the number of maximal runs of low outputs (o < 0.5) around ring r, cyclically.
+
+    A ring whose members are all low counts as one run. In the discrete map a pulse's hand-off to
+    the next neuron leaves a one-step gap in which it is not low (see `classify_orbits`).
+    """
+    members, prev, inside = _ring_tables(rings)
+    low = o[..., members] < 0.5
+    low_prev = o[..., prev] < 0.5
+    inside = jnp.broadcast_to(inside, low.shape)
+    starts = low & ~low_prev & inside
+    k = jnp.sum(starts, axis=-1, dtype=jnp.int32)
+    all_low = jnp.all(low | ~inside, axis=-1)
+    return jnp.where(all_low, 1, k).astype(jnp.int32)
+
+
+# --- order parameters ---------------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def global_order(theta: Float[Array, "*b *grid"], valid: Bool[Array, "*b *grid"] | None = None, *,
+                 ndim: int | None = None) -> Float[Array, "*b"]:
+    """Global Kuramoto R = |mean exp(i theta)| over the valid rings of the grid (`order_parameter`)."""
+    lead, grid = _split(theta, ndim)
+    flat = theta.reshape(lead + (-1,))
+    return order_parameter(flat, None if valid is None else valid.reshape(lead + (-1,)))
+
+
+def _box_sum(x, lead_nd, grid, radius, periodic):
+    """Sum of x over the (2 radius + 1)^ndim box around every site (zero outside an open grid)."""
+    for i, L in enumerate(grid):
+        ax = lead_nd + i
+        acc = x
+        for s in range(1, radius + 1):
+            if periodic:
+                acc = acc + jnp.roll(x, s, axis=ax) + jnp.roll(x, -s, axis=ax)
+            else:
+                s_ = min(s, L)
+                pad = [(0, 0)] * x.ndim
+                pad[ax] = (s_, s_)
+                xp = jnp.pad(x, pad)
+                lo = jax.lax.slice_in_dim(xp, 0, L, axis=ax)
+                hi = jax.lax.slice_in_dim(xp, 2 * s_, 2 * s_ + L, axis=ax)
+                acc = acc + lo + hi
+        x = acc
+    return x
+
+
+@eqx.filter_jit
+def local_order(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    radius: int = 1,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Float[Array, "*b *grid"]:
+    """Local R at every ring: |mean exp(i theta)| over the valid rings of the (2 radius + 1)^ndim
+    box centred on it (itself included; 0 where the box holds no valid ring)."""
+    radius = check_int("radius", radius, minimum=0)
+    lead, grid = _split(theta, ndim)
+    if periodic and any(2 * radius + 1 > L for L in grid):
+        raise DiffringError("radius", radius, f"expected 2 radius + 1 <= every periodic side {grid}")
+    w = _weights(theta, valid)
+    z = _unit(theta, w)
+    zs = _box_sum(z, len(lead), grid, radius, periodic)
+    ws = _box_sum(w, len(lead), grid, radius, periodic)
+    return jnp.where(ws > 0, jnp.abs(zs) / jnp.maximum(ws, 1), 0)
+
+
+# --- correlations -------------------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def correlation_axes(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    max_delta: int | None = None,
+    ndim: int | None = None,
+    periodic: bool = True,
+    axis: int | None = None,
+) -> Float[Array, "*b deltas"]:
+    """C(Delta) = < cos(theta_r - theta_{r + Delta e_a}) > for Delta = 0 ... max_delta, over all
+    pairs of valid rings Delta apart along grid axis `axis` (None: pooled over all axes).
+
+    Pairs wrap around a periodic grid; an open grid has L - Delta pairs per line. Computed with a
+    1-D FFT per axis (zero-padded to 2 L when open). Default max_delta: L_min // 2 (periodic),
+    L_min - 1 (open), L_min over the axes used; Delta with no pair gives 0.
+    """
+    lead, grid = _split(theta, ndim)
+    axes = range(len(grid)) if axis is None else [check_int("axis", axis, minimum=0)]
+    if axis is not None and axis >= len(grid):
+        raise DiffringError("axis", axis, f"expected a grid axis < {len(grid)}")
+    max_delta = _check_max_delta(max_delta, tuple(grid[i] for i in axes), periodic)
+    w = _weights(theta, valid)
+    z = _unit(theta, w)
+    wz = jax.lax.complex(w, jnp.zeros_like(w))
+    spatial = tuple(range(len(lead), len(lead) + len(grid)))
+    num = jnp.zeros(lead + (max_delta + 1,), theta.dtype)
+    den = jnp.zeros(lead + (max_delta + 1,), theta.dtype)
+    for i in axes:
+        ax = len(lead) + i
+        n = grid[i] if periodic else 2 * grid[i]
+        others = tuple(a for a in spatial if a != ax)
+        for acc_name, field in (("num", z), ("den", wz)):
+            F = jnp.fft.fft(field, n=n, axis=ax)
+            S = jnp.real(jnp.fft.ifft(F * jnp.conj(F), axis=ax))  # S[D] = sum_r f_{r+D} conj(f_r)
+            S = jax.lax.slice_in_dim(S, 0, max_delta + 1, axis=ax)
+            S = jnp.moveaxis(jnp.sum(S, axis=others, keepdims=True), ax, -1).reshape(lead + (max_delta + 1,))
+            if acc_name == "num":
+                num = num + S
+            else:
+                den = den + S
+    den = jnp.round(den)  # pair counts are integers; FFT rounding would otherwise leak into C
+    return jnp.where(den > 0.5, num / jnp.maximum(den, 1), 0)
+
+
+def _radial_bins(grid, periodic, max_delta):
+    """Static (NumPy) radial bin of every FFT lag: round(|Delta|), -1 beyond max_delta."""
+    comps = []
+    for L in grid:
+        j = np.arange(L if periodic else 2 * L)
+        d = np.minimum(j, L - j) if periodic else np.where(j < L, j, j - 2 * L)
+        comps.append(d.astype(np.float64))
+    mesh = np.meshgrid(*comps, indexing="ij")
+    r = np.sqrt(sum(m * m for m in mesh))
+    b = np.rint(r).astype(np.int32)
+    return np.where(b <= max_delta, b, max_delta + 1)
+
+
+@eqx.filter_jit
+def correlation_isotropic(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    max_delta: int | None = None,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Float[Array, "*b deltas"]:
+    """Isotropic C(Delta): < cos(theta_r - theta_s) > over pairs of valid rings whose Euclidean
+    distance rounds to Delta (minimum-image distance on a periodic grid), via the FFT of
+    exp(i theta) (zero-padded to 2 L per axis when open)."""
+    lead, grid = _split(theta, ndim)
+    max_delta = _check_max_delta(max_delta, grid, periodic)
+    w = _weights(theta, valid)
+    z = _unit(theta, w)
+    wz = jax.lax.complex(w, jnp.zeros_like(w))
+    spatial = tuple(range(len(lead), len(lead) + len(grid)))
+    shape = tuple(L if periodic else 2 * L for L in grid)
+    bins = jnp.asarray(_radial_bins(grid, periodic, max_delta).reshape(-1))
+
+    def radial(field):
+        F = jnp.fft.fftn(field, s=shape, axes=spatial)
+        S = jnp.real(jnp.fft.ifftn(F * jnp.conj(F), axes=spatial)).reshape(lead + (-1,))
+        S = jnp.moveaxis(S, -1, 0)
+        out = jax.ops.segment_sum(S, bins, num_segments=max_delta + 2)[: max_delta + 1]
+        return jnp.moveaxis(out, 0, -1)
+
+    num = radial(z)
+    den = jnp.round(radial(wz))
+    return jnp.where(den > 0.5, num / jnp.maximum(den, 1), 0)
+
+
+# --- correlation length ---------------------------------------------------------------------------
+
+
+class AbstractXi(eqx.Module):
+    """A correlation-length estimator: C(Delta) for Delta = 0, 1, ... -> xi, capped at `xi_max`."""
+
+    @abc.abstractmethod
+    def __call__(self, C: Float[Array, "*b deltas"], xi_max: float = math.inf) -> Float[Array, "*b"]:
+        """xi from C (last axis: Delta = 0, 1, ...)."""
+
+
+class ExpFit(AbstractXi):
+    """Fit C ~ exp(-Delta / xi): weighted least squares of log C against Delta over Delta = 1, 2, ...
+    up to the first Delta where C <= `floor` (weights C^2 = 1 / var(log C) for a constant var(C),
+    or uniform if not `weighted`). Through the origin (log C(0) = 0) unless `intercept`.
+
+    A non-decreasing C gives `xi_max`; C(1) <= floor (no point to fit) gives xi = 0.
+    """
+
+    floor: float = eqx.field(static=True, default=0.05)
+    intercept: bool = eqx.field(static=True, default=False)
+    weighted: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        check_float("ExpFit.floor", self.floor, positive=True, hi=1.0)
+
+    @eqx.filter_jit
+    def __call__(self, C, xi_max=math.inf):
+        lead = C.shape[:-1]
+        dtype = C.dtype
+        D = _lift(jnp.arange(C.shape[-1]).astype(dtype), lead)
+        above = (C > self.floor) & (D > 0.5)
+        # only the contiguous range from Delta = 1 (beyond the first drop below the floor is noise)
+        above = jnp.cumprod(above | (D < 0.5), axis=-1).astype(bool) & (D > 0.5)
+        y = jnp.log(jnp.where(above, C, 1))
+        w = jnp.where(above, C * C if self.weighted else jnp.ones_like(C), 0)
+        sw = jnp.sum(w, -1)
+        sx, sy = jnp.sum(w * D, -1), jnp.sum(w * y, -1)
+        sxx, sxy = jnp.sum(w * D * D, -1), jnp.sum(w * D * y, -1)
+        slope0 = sxy / jnp.maximum(sxx, jnp.finfo(dtype).tiny)
+        if self.intercept:
+            npts = jnp.sum(above, -1)
+            det = sw * sxx - sx * sx
+            slope1 = (sw * sxy - sx * sy) / jnp.where(det > 0, det, 1)
+            slope = jnp.where((npts >= 2) & (det > 0), slope1, slope0)
+        else:
+            slope = slope0
+        xi = jnp.where(slope < 0, -1 / jnp.where(slope < 0, slope, -1), jnp.inf)
+        xi = jnp.minimum(xi, jnp.asarray(xi_max, dtype))
+        return jnp.where(sw > 0, xi, 0)
+
+
+class Crossing(AbstractXi):
+    """xi = the first Delta where C drops below `level` (default 1/e), interpolated between the
+    neighbouring integers (log-linearly when both values are positive, which is exact for a pure
+    exponential; linearly otherwise), or the integer itself if not `interpolate`. Never crossing
+    gives `xi_max`.
+    """
+
+    level: float = eqx.field(static=True, default=math.exp(-1))
+    interpolate: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        check_float("Crossing.level", self.level, positive=True, hi=1.0)
+
+    @eqx.filter_jit
+    def __call__(self, C, xi_max=math.inf):
+        lead = C.shape[:-1]
+        dtype = C.dtype
+        n = C.shape[-1]
+        D = _lift(jnp.arange(n).astype(dtype), lead)
+        below = (C < self.level) & (D > 0.5)
+        crossed = jnp.any(below, -1)
+        j = jnp.argmax(below, axis=-1)  # first crossing (index >= 1 when crossed)
+        j = jnp.maximum(j, 1)
+        c1 = jnp.take_along_axis(C, j[..., None], -1)[..., 0]
+        c0 = jnp.take_along_axis(C, (j - 1)[..., None], -1)[..., 0]
+        jf = j.astype(dtype)
+        if self.interpolate:
+            lvl = jnp.asarray(self.level, dtype)
+            pos = (c1 > 0) & (c0 > 0)
+            frac_log = jnp.log(jnp.where(pos, c0, 1) / lvl) / jnp.log(jnp.where(pos, c0 / jnp.where(pos, c1, 1), 2))
+            frac_lin = (c0 - lvl) / jnp.where(c0 > c1, c0 - c1, 1)
+            frac = jnp.clip(jnp.where(pos, frac_log, frac_lin), 0, 1)
+            x = jf - 1 + frac
+        else:
+            x = jf
+        return jnp.where(crossed, jnp.minimum(x, jnp.asarray(xi_max, dtype)), jnp.asarray(xi_max, dtype))
+
+
+CORRELATIONS = ("axes", "isotropic")
+
+
+@eqx.filter_jit
+def correlation_length(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    estimator: AbstractXi = ExpFit(),
+    correlation: str = "axes",
+    max_delta: int | None = None,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Float[Array, "*b"]:
+    """xi of a phase field: `estimator` (ExpFit or Crossing) applied to its C(Delta) ("axes" or
+    "isotropic"), capped at the system size max(grid) (so an all-in-phase field has xi = L)."""
+    check_choice("correlation", correlation, CORRELATIONS)
+    _, grid = _split(theta, ndim)
+    f = correlation_axes if correlation == "axes" else correlation_isotropic
+    C = f(theta, valid, max_delta=max_delta, ndim=ndim, periodic=periodic)
+    return estimator(C, float(max(grid)))
+
+
+# --- domain walls and domains ---------------------------------------------------------------------
+
+
+def _bonds(theta, valid, k, threshold, ndim, periodic):
+    """(exists, wall) per bond r -> r + e_a, each of shape (*b, ndim, *grid)."""
+    lead, grid = _split(theta, ndim)
+    ok = jnp.ones(theta.shape, bool) if valid is None else valid
+    exists, wall = [], []
+    for i, L in enumerate(grid):
+        ax = len(lead) + i
+        th2 = jnp.roll(theta, -1, axis=ax)
+        both = ok & jnp.roll(ok, -1, axis=ax)
+        if not periodic:
+            idx = jnp.arange(L).reshape((1,) * ax + (L,) + (1,) * (theta.ndim - ax - 1))
+            both = both & jnp.broadcast_to(idx < L - 1, theta.shape)
+        if periodic and L == 1:
+            both = jnp.zeros_like(both)  # a ring is not its own neighbour
+        w = _wrapped_abs(th2 - theta) > threshold
+        if k is not None:
+            w = w | (k != jnp.roll(k, -1, axis=ax))
+        exists.append(both)
+        wall.append(both & w)
+    return jnp.stack(exists, axis=len(lead)), jnp.stack(wall, axis=len(lead))
+
+
+@eqx.filter_jit
+def wall_bonds(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    k: Int[Array, "*b *grid"] | None = None,
+    threshold: float = math.pi / 2,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Bool[Array, "*b ndim *grid"]:
+    """Domain-wall bonds: `out[..., a, r]` is True when rings r and r + e_a (both valid; wrapping
+    only if periodic) have a wrapped phase difference > `threshold`, or, if `k` is given, different
+    pulse counts."""
+    return _bonds(theta, valid, k, threshold, ndim, periodic)[1]
+
+
+@eqx.filter_jit
+def wall_density(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    k: Int[Array, "*b *grid"] | None = None,
+    threshold: float = math.pi / 2,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Float[Array, "*b"]:
+    """Fraction of nearest-neighbour bonds (between valid rings) that are wall bonds (0 if none)."""
+    lead, _ = _split(theta, ndim)
+    exists, wall = _bonds(theta, valid, k, threshold, ndim, periodic)
+    axes = tuple(range(len(lead), exists.ndim))
+    n = jnp.sum(exists, axis=axes).astype(theta.dtype)
+    return jnp.sum(wall, axis=axes).astype(theta.dtype) / jnp.maximum(n, 1)
+
+
+class Domains(eqx.Module):
+    """Connected components of valid rings joined by non-wall bonds.
+
+    `labels` (*b, *grid): the smallest row-major ring index in the ring's domain (-1: invalid ring).
+    `sizes` (*b, n_rings): `sizes[..., j]` is the size of the domain labelled j (0 if j is no label),
+    so `sizes[sizes > 0]` is the size distribution. `n_domains`, `largest`, `mean_size` (*b).
+    """
+
+    labels: Int[Array, "*b *grid"]
+    sizes: Int[Array, "*b n"]
+    n_domains: Int[Array, "*b"]
+    largest: Int[Array, "*b"]
+    mean_size: Float[Array, "*b"]
+
+
+def _labels_one(connect, valid):
+    """Min-label flooding with pointer jumping on one grid; connect (ndim, *grid), valid (*grid)."""
+    grid = valid.shape
+    n = math.prod(grid)
+    big = jnp.asarray(n, jnp.int32)
+    lab0 = jnp.where(valid, jnp.arange(n, dtype=jnp.int32).reshape(grid), big)
+    back = [jnp.roll(connect[a], 1, axis=a) for a in range(len(grid))]
+    vflat = valid.reshape(-1)
+
+    def sweep(lab):
+        m = lab
+        for a in range(len(grid)):
+            m = jnp.minimum(m, jnp.where(connect[a], jnp.roll(lab, -1, axis=a), big))
+            m = jnp.minimum(m, jnp.where(back[a], jnp.roll(lab, 1, axis=a), big))
+        flat = m.reshape(-1)
+        jumped = jnp.where(vflat, flat[jnp.minimum(flat, n - 1)], big)
+        return jnp.minimum(flat, jumped).reshape(grid)
+
+    def cond(c):
+        _, changed, i = c
+        return changed & (i < n + 1)
+
+    def body(c):
+        lab, _, i = c
+        new = sweep(lab)
+        return new, jnp.any(new != lab), i + 1
+
+    lab, _, _ = jax.lax.while_loop(cond, body, (lab0, jnp.asarray(True), jnp.asarray(0, jnp.int32)))
+    sizes = jax.ops.segment_sum(vflat.astype(jnp.int32), jnp.where(vflat, lab.reshape(-1), n), num_segments=n + 1)[:n]
+    return jnp.where(valid, lab, -1), sizes
+
+
+@eqx.filter_jit
+def domains(
+    theta: Float[Array, "*b *grid"],
+    valid: Bool[Array, "*b *grid"] | None = None,
+    *,
+    k: Int[Array, "*b *grid"] | None = None,
+    threshold: float = math.pi / 2,
+    ndim: int | None = None,
+    periodic: bool = True,
+) -> Domains:
+    """Phase domains: connected components of the grid graph without its wall bonds (`wall_bonds`),
+    by iterative min-label propagation in a `lax.while_loop` (static shapes; jit/vmap-able)."""
+    lead, grid = _split(theta, ndim)
+    exists, wall = _bonds(theta, valid, k, threshold, ndim, periodic)
+    connect = (exists & ~wall).reshape((-1, len(grid)) + grid)
+    ok = (jnp.ones(theta.shape, bool) if valid is None else valid).reshape((-1,) + grid)
+    labels, sizes = jax.vmap(_labels_one)(connect, ok)
+    labels = labels.reshape(lead + grid)
+    sizes = sizes.reshape(lead + (-1,))
+    n_dom = jnp.sum(sizes > 0, axis=-1, dtype=jnp.int32)
+    largest = jnp.max(sizes, axis=-1)
+    n_valid = jnp.sum(sizes, axis=-1).astype(theta.dtype)
+    mean = jnp.where(n_dom > 0, n_valid / jnp.maximum(n_dom, 1).astype(theta.dtype), 0)
+    return Domains(labels, sizes, n_dom, largest, mean)
+
+
+@eqx.filter_jit
+def size_distribution(sizes: Int[Array, "*b n"]) -> Int[Array, "*b n1"]:
+    """Number of domains of each size s = 0 ... n (entry 0 is always 0), from `Domains.sizes`."""
+    n = sizes.shape[-1]
+    flat = sizes.reshape((-1, n))
+    hist = jax.vmap(lambda s: jnp.zeros(n + 1, jnp.int32).at[s].add((s > 0).astype(jnp.int32)))(flat)
+    return hist.reshape(sizes.shape[:-1] + (n + 1,))
+
+
+# --- orbits, firing rates, rasters ----------------------------------------------------------------
+
+
+@eqx.filter_jit
+def classify_orbits(
+    o: Float[Array, "*b T n"], rings: Rings, *, chatter_fraction: float = 0.5
+) -> tuple[Int[Array, "*b rings"], Int[Array, "*b rings"]]:
+    """Classify each ring's orbit over a window of outputs `o` (T >= 4 samples of *every step*).
+
+    Returns (orbit, k): orbit is QUIESCENT (no member switches), CHATTER (some member flips on at
+    least `chatter_fraction` of the steps: the period-2-step artefact of the discrete map), PULSE
+    (a stable k >= 1: the largest pulse count in the first and in the second half of the window
+    agree; maxima, because a discrete-map hand-off leaves one step with fewer low runs) or
+    IRREGULAR (anything else: pulses created or annihilated, all members stuck low, ...).
+    k is the largest pulse count in the second half of the window.
+    """
+    T = o.shape[-2]
+    if T < 4:
+        raise DiffringError("o", f"window of {T} samples", "expected at least 4 samples")
+    chatter_fraction = check_float("chatter_fraction", chatter_fraction, positive=True, hi=1.0)
+    members, _, inside = _ring_tables(rings)
+    k_t = pulse_count(o, rings)  # (*b, T, rings)
+    half = T // 2
+    k_first = jnp.max(k_t[..., :half, :], axis=-2)
+    k_last = jnp.max(k_t[..., half:, :], axis=-2)
+    flips = (o[..., 1:, :] < 0.5) != (o[..., :-1, :] < 0.5)  # (*b, T-1, n)
+    n_flip = jnp.sum(flips, axis=-2, dtype=jnp.int32)[..., members]  # (*b, rings, width)
+    inside = jnp.broadcast_to(inside, n_flip.shape)
+    n_flip = jnp.where(inside, n_flip, 0)
+    switching = jnp.any(n_flip > 0, axis=-1)
+    chatter = jnp.max(n_flip, axis=-1).astype(o.dtype) >= chatter_fraction * (T - 1)
+    stable = (k_first == k_last) & (k_last >= 1)
+    all_low = jnp.all((o[..., -1, :] < 0.5)[..., members] | ~inside, axis=-1)
+    orbit = jnp.where(
+        ~switching, QUIESCENT, jnp.where(chatter, CHATTER, jnp.where(stable & ~all_low, PULSE, IRREGULAR))
+    )
+    return orbit.astype(jnp.int32), k_last
+
+
+def _per_ring_mean(x, rings):
+    members, _, inside = _ring_tables(rings)
+    vals = x[..., members]
+    vals = jnp.where(jnp.broadcast_to(inside, vals.shape), vals, 0)
+    return jnp.sum(vals, axis=-1) / jnp.broadcast_to(rings.sizes.astype(x.dtype), vals.shape[:-1])
+
+
+@eqx.filter_jit
+def firing_fraction(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Float[Array, "*b m"]:
+    """Fraction of the window's samples each neuron is low (firing, o < 0.5); with `rings`, the
+    mean over each ring's members."""
+    frac = jnp.mean((o < 0.5).astype(o.dtype), axis=-2)
+    return frac if rings is None else _per_ring_mean(frac, rings)
+
+
+@eqx.filter_jit
+def fire_counts(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Int[Array, "*b m"]:
+    """Raster summary: fires (falls through 0.5 between consecutive samples) per neuron in the
+    window; with `rings`, per ring, the fires of its probe neuron (k per period for k pulses)."""
+    fell = (o[..., :-1, :] >= 0.5) & (o[..., 1:, :] < 0.5)
+    c = jnp.sum(fell, axis=-2, dtype=jnp.int32)
+    return c if rings is None else c[..., rings.probes]
+
+
+# --- the on-the-fly / post-hoc bundle ----------------------------------------------------------------
+
+
+def is_periodic(network: Network) -> bool:
+    """Whether a builder made the network's grid periodic (from `network.kind`)."""
+    return network.kind.endswith("-periodic")
+
+
+def lattice_observables(
+    network: Network,
+    *,
+    periodic: bool | None = None,
+    max_delta: int | None = None,
+    radius: int = 1,
+    threshold: float = math.pi / 2,
+    k_walls: bool = False,
+    fit: AbstractXi = ExpFit(),
+    crossing: AbstractXi = Crossing(),
+    isotropic: bool = False,
+) -> Callable:
+    """A function `fn(t, state, phase, valid) -> dict` for `Record(observe=fn)`, equally applied
+    post hoc to recorded states and phases (`observe_records`).
+
+    Keys: "R" (global), "k" (pulse count per ring, from `state.o`), "k_mean"; on a chain or
+    lattice (`network.grid`) also "R_local" (mean local R, box `radius`), "C" (C(Delta) along
+    axes), "C_iso" (if `isotropic`), "xi_fit", "xi_cross" (from "C", capped at max(grid)),
+    "wall_density", "n_walls" (wall bonds), "n_domains", "largest_domain", "mean_domain_size".
+    `periodic=None` takes the boundary from the builder; `k_walls` also counts bonds between rings
+    of different pulse count as walls (off by default: hand-off gaps of the discrete map flicker k).
+    """
+    grid = network.grid
+    rings = network.rings
+    if periodic is None:
+        periodic = is_periodic(network)
+    if grid is not None:
+        radius = check_int("radius", radius, minimum=0)
+        max_delta = _check_max_delta(max_delta, grid, periodic)
+        xi_max = float(max(grid))
+    threshold = check_float("threshold", threshold, nonnegative=True)
+
+    def fn(t, state, phase, valid):
+        del t
+        k = pulse_count(state.o, rings)
+        out = {"R": order_parameter(phase, valid), "k": k, "k_mean": jnp.mean(k.astype(phase.dtype), axis=-1)}
+        if grid is None:
+            return out
+        th, ok, kg = as_grid(phase, grid), as_grid(valid, grid), as_grid(k, grid)
+        nd = len(grid)
+        kw = dict(ndim=nd, periodic=periodic)
+        w = ok.astype(phase.dtype)
+        spatial = tuple(range(th.ndim - nd, th.ndim))
+        rl = local_order(th, ok, radius=radius, **kw)
+        out["R_local"] = jnp.sum(w * rl, axis=spatial) / jnp.maximum(jnp.sum(w, axis=spatial), 1)
+        C = correlation_axes(th, ok, max_delta=max_delta, **kw)
+        out["C"] = C
+        if isotropic:
+            out["C_iso"] = correlation_isotropic(th, ok, max_delta=max_delta, **kw)
+        out["xi_fit"] = fit(C, xi_max)
+        out["xi_cross"] = crossing(C, xi_max)
+        kk = kg if k_walls else None
+        exists, wall = _bonds(th, ok, kk, threshold, nd, periodic)
+        wall_axes = tuple(range(th.ndim - nd, wall.ndim))
+        n_b = jnp.sum(exists, axis=wall_axes)
+        n_w = jnp.sum(wall, axis=wall_axes, dtype=jnp.int32)
+        out["n_walls"] = n_w
+        out["wall_density"] = n_w.astype(phase.dtype) / jnp.maximum(n_b, 1).astype(phase.dtype)
+        dom = domains(th, ok, k=kk, threshold=threshold, **kw)
+        out["n_domains"] = dom.n_domains
+        out["largest_domain"] = dom.largest
+        out["mean_domain_size"] = dom.mean_size
+        return out
+
+    return fn
+
+
+def observe_records(fn: Callable, solution) -> dict:
+    """Apply an observe function post hoc to a `Solution` recorded with `which="all"` and fields
+    ("o", "v"), over its records (and batch members): the post-hoc twin of `Record(observe=fn)`."""
+    from ._models import State
+
+    if solution.o is None or solution.v is None or solution.phase is None:
+        raise DiffringError("solution", "without o, v or phases", "record fields ('o', 'v') of all neurons and phases")
+    lead = solution.t.shape
+    flat = lambda a: a.reshape((-1,) + a.shape[len(lead) :])  # noqa: E731
+    t = solution.t.reshape(-1)
+    out = jax.jit(jax.vmap(fn))(t, State(flat(solution.v), flat(solution.o)), flat(solution.phase), flat(solution.phase_valid))
+    return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
