@@ -142,8 +142,9 @@ def pulse_count(o: Float[Array, "*b n"], rings: Rings) -> Int[Array, "*b rings"]
 
 
 @eqx.filter_jit
-def global_order(theta: Float[Array, "*b *grid"], valid: Bool[Array, "*b *grid"] | None = None, *,
-                 ndim: int | None = None) -> Float[Array, "*b"]:
+def global_order(
+    theta: Float[Array, "*b *grid"], valid: Bool[Array, "*b *grid"] | None = None, *, ndim: int | None = None
+) -> Float[Array, "*b"]:
     """Global Kuramoto R = |mean exp(i theta)| over the valid rings of the grid (`order_parameter`)."""
     lead, grid = _split(theta, ndim)
     flat = theta.reshape(lead + (-1,))
@@ -377,6 +378,8 @@ class Crossing(AbstractXi):
 
 
 CORRELATIONS = ("axes", "isotropic")
+DEFAULT_FIT = ExpFit()
+DEFAULT_CROSSING = Crossing()
 
 
 @eqx.filter_jit
@@ -384,7 +387,7 @@ def correlation_length(
     theta: Float[Array, "*b *grid"],
     valid: Bool[Array, "*b *grid"] | None = None,
     *,
-    estimator: AbstractXi = ExpFit(),
+    estimator: AbstractXi = DEFAULT_FIT,
     correlation: str = "axes",
     max_delta: int | None = None,
     ndim: int | None = None,
@@ -619,8 +622,8 @@ def lattice_observables(
     radius: int = 1,
     threshold: float = math.pi / 2,
     k_walls: bool = False,
-    fit: AbstractXi = ExpFit(),
-    crossing: AbstractXi = Crossing(),
+    fit: AbstractXi = DEFAULT_FIT,
+    crossing: AbstractXi = DEFAULT_CROSSING,
     isotropic: bool = False,
 ) -> Callable:
     """A function `fn(t, state, phase, valid) -> dict` for `Record(observe=fn)`, equally applied
@@ -688,5 +691,6 @@ def observe_records(fn: Callable, solution) -> dict:
     lead = solution.t.shape
     flat = lambda a: a.reshape((-1,) + a.shape[len(lead) :])  # noqa: E731
     t = solution.t.reshape(-1)
-    out = jax.jit(jax.vmap(fn))(t, State(flat(solution.v), flat(solution.o)), flat(solution.phase), flat(solution.phase_valid))
+    state = State(flat(solution.v), flat(solution.o))
+    out = jax.jit(jax.vmap(fn))(t, state, flat(solution.phase), flat(solution.phase_valid))
     return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
