@@ -12,7 +12,6 @@ over m intervals of an exactly periodic orbit is therefore within dt/m of the tr
 bound checked for the (exact) hard model.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -177,44 +176,63 @@ def _lattice_fire_times(model, s0, t1):
 
 @pytest.fixture(scope="module")
 def coupled():
-    """A periodic 3 x 3 S0 lattice of 6-rings (eps = 0.2) from seeded random phases, and the hard
-    model's fire times sampled every 0.0005 up to t = 10."""
-    net = dr.lattice((3, 3), 6, scheme="S0", eps=0.2, boundary="periodic")
-    s0 = dr.init.random_phase(net, jax.random.key(1), dt=0.001)
+    """A periodic 3 x 3 S0 lattice of 6-rings (eps = 0.1) with one pulse per ring at staggered
+    positions and voltages, and the hard model's fire times sampled every 0.0005 up to t = 10.
+
+    The state is built here (not by an initialiser) so that it stays fixed; it has no grazing
+    events (a neuron that fires in one model but barely not in the other), which would make the
+    comparison discontinuous: with eps = 0.2 and some states such events do occur at dt ~ 0.002.
+    """
+    net = dr.lattice((3, 3), 6, scheme="S0", eps=0.1, boundary="periodic")
+    members = np.asarray(net.rings.members)
+    v, o = np.full(net.n_neurons, 0.9), np.ones(net.n_neurons)
+    for r in range(net.n_rings):
+        low = members[r, (2 * r) % 6]
+        v[low], o[low] = 0.1 + 0.01 * r, 0.0
+    s0 = dr.State(jnp.asarray(v), jnp.asarray(o))
     ref = _lattice_fire_times(dr.HardTrigger(net, 0.0005), s0, 10.0)
-    return net, s0, ref
+    # Compare up to a time far from any reference fire, so that O(dt) shifts cannot move an event
+    # across the cut.
+    every = np.sort(np.concatenate(ref))
+    cuts = np.linspace(8.0, 9.9, 1901)
+    gap = np.min(np.abs(cuts[:, None] - every[None, :]), axis=1)
+    t_cut = float(cuts[np.argmax(gap)])
+    assert gap.max() > 0.1
+    return net, s0, ref, t_cut
 
 
-def _paired(a, b, t_max):
-    """Fire times of each neuron before t_max in both runs; the counts must agree."""
+def _paired(a, b, t_cut):
+    """Fire times of each neuron before t_cut in both runs; the counts must agree."""
     pairs = []
     for x, y in zip(a, b, strict=True):
-        x, y = x[x < t_max], y[y < t_max]
+        x, y = x[x < t_cut], y[y < t_cut]
         assert x.size == y.size
         pairs.append((x, y))
     return pairs
 
 
 def test_discrete_map_tracks_hard_trigger_on_coupled_lattice(coupled):
-    net, s0, ref = coupled
-    t_max = 9.5
-    assert sum(r[r < t_max].size for r in ref) > 100
-    dmax = {}
-    for dt in (0.002, 0.001):
-        fd = _lattice_fire_times(dr.DiscreteMap(net, dt), s0, 10.0)
-        dmax[dt] = max(np.max(np.abs(x - y), initial=0.0) for x, y in _paired(fd, ref, t_max))
-        # O(dt): a few steps of delay per synaptic hop, compounded by the coupling over ~7 hops.
-        assert dmax[dt] < 20 * dt
-    # First order: halving dt halves the largest fire-time difference.
-    assert 1.4 < dmax[0.002] / dmax[0.001] < 2.6
+    net, s0, ref, t_cut = coupled
+    assert sum(r[r < t_cut].size for r in ref) > 100
+    dts = np.array([0.004, 0.002, 0.001])
+    dmax = []
+    for dt in dts:
+        fd = _lattice_fire_times(dr.DiscreteMap(net, float(dt)), s0, 10.0)
+        dmax.append(max(np.max(np.abs(x - y), initial=0.0) for x, y in _paired(fd, ref, t_cut)))
+    dmax = np.array(dmax)
+    # O(dt): a step or two of delay per synaptic hop, accumulated over the ~7 hops up to t_cut
+    # and modulated by the coupling (measured: 6 to 9 dt).
+    assert np.all(dmax < 15 * dts)
+    # First order: the largest fire-time difference scales like dt.
+    assert 0.8 < linregress(np.log(dts), np.log(dmax)).slope < 1.2
 
 
 def test_hard_trigger_is_independent_of_sampling(coupled):
     # Event-driven and exact: sampling every 0.002 instead of every 0.0005 only rounds each fire
-    # time up to the coarser grid (the grids are nested), on a coupled lattice with cascades.
-    net, s0, ref = coupled
+    # time up to the coarser grid (the grids are nested), on a coupled lattice.
+    net, s0, ref, t_cut = coupled
     coarse = _lattice_fire_times(dr.HardTrigger(net, 0.002), s0, 10.0)
-    for x, y in _paired(coarse, ref, 9.99):
+    for x, y in _paired(coarse, ref, t_cut):
         assert np.all(x - y > -1e-9) and np.all(x - y < 0.002 + 1e-9)
 
 
