@@ -12,6 +12,7 @@ themselves come from `PhaseTracker` (`track_phases` runs it over a recorded prob
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Callable
 
@@ -681,6 +682,12 @@ def lattice_observables(
     return fn
 
 
+@functools.lru_cache(maxsize=8)
+def _vmapped(fn):
+    """One compiled vmap of `fn` per function, so repeated post-hoc calls do not recompile."""
+    return jax.jit(jax.vmap(fn))
+
+
 def observe_records(fn: Callable, solution) -> dict:
     """Apply an observe function post hoc to a `Solution` recorded with `which="all"` and fields
     ("o", "v"), over its records (and batch members): the post-hoc twin of `Record(observe=fn)`."""
@@ -692,5 +699,5 @@ def observe_records(fn: Callable, solution) -> dict:
     flat = lambda a: a.reshape((-1,) + a.shape[len(lead) :])  # noqa: E731
     t = solution.t.reshape(-1)
     state = State(flat(solution.v), flat(solution.o))
-    out = jax.jit(jax.vmap(fn))(t, state, flat(solution.phase), flat(solution.phase_valid))
+    out = _vmapped(fn)(t, state, flat(solution.phase), flat(solution.phase_valid))
     return jax.tree.map(lambda a: a.reshape(lead + a.shape[1:]), out)
