@@ -273,6 +273,7 @@ RECORD = {
     "which": ("probes", _OneOf(_Choice("all", "probes"), _List(INT0))),
     "fields": (["o", "v"], _List(_Choice("o", "v"), nonempty=False)),
     "phases": (True, _Bool()),
+    "observables": (True, _Bool()),
 }
 OUTPUT = {"plots": (True, _Bool()), "raster_rows": (256, INT1)}
 PLAIN = {"run": RUN, "record": RECORD, "output": OUTPUT}
@@ -739,12 +740,16 @@ def build_inputs(cfg: Mapping, network):
     return jnp.asarray(x, jax_dtype(cfg))
 
 
-def build_record(cfg: Mapping):
+def build_record(cfg: Mapping, network=None):
+    """The `Record` of a config; with phases on, the lattice observables run on the fly."""
     import diffring as dr
 
     r = cfg["record"]
     which = r["which"] if isinstance(r["which"], str) else tuple(r["which"])
-    return dr.Record(every=r["every"], which=which, fields=tuple(r["fields"]), phases=r["phases"])
+    observe = None
+    if r["phases"] and r["observables"] and network is not None:
+        observe = dr.lattice_observables(network)
+    return dr.Record(every=r["every"], which=which, fields=tuple(r["fields"]), phases=r["phases"], observe=observe)
 
 
 def build(cfg: Mapping) -> Built:
@@ -760,6 +765,6 @@ def build(cfg: Mapping) -> Built:
         method,
         build_init(cfg, network),
         build_inputs(cfg, network),
-        build_record(cfg),
+        build_record(cfg, network),
         cfg["run"]["batch"],
     )

@@ -5,12 +5,17 @@ Output directory (written to a temporary sibling and renamed at the end, so a fa
 nothing that looks valid):
 
 - `config.yaml`: the fully resolved config (feeding it back in reproduces the run);
-- `summary.json`: versions, seed, sizes, n_steps, dt, dtype, per-member `status`, final `R`, and
+- `summary.json`: versions, seed, sizes, n_steps, dt, dtype, per-member `status`, final `R`, `C1`,
+  `xi` (`xi_final`, `xi_cross_final`), `wall_density_final`, `largest_domain_final`, and
   `timings` (build_s, compile_s, simulate_s, write_s, total_s; see `run`);
 - `outputs.npz`: `t` (n_records,), recorded `o`, `v` (n_records, n_selected) with a leading batch
   axis when batched (record 0 is the initial state), `recorded` (indices of the recorded neurons),
-  `R`, `phase`, `phase_valid` when phases are tracked (and `C1`, the nearest-neighbour phase
-  correlation, for chains and lattices), `final_v`, `final_o`, `probes`, `status`;
+  `R`, `phase`, `phase_valid` when phases are tracked; for chains and lattices with
+  `record.observables` the on-the-fly observables of `diffring.lattice_observables` on the same
+  time base (`xi` = `xi_fit`, `xi_cross`, `wall_density`, `C` (C(Delta) along axes), `C1` (its
+  Delta = 1 value), `R_local`, `k_mean`, `n_domains`, `largest_domain`, `mean_domain_size`) and
+  `final_phase_map` (the last record's ring phases on the grid); `final_v`, `final_o`, `probes`,
+  `status`;
 - `raster.png`, `phase_map.png`, `R.png` (see `diffring._plot`).
 """
 
@@ -32,33 +37,9 @@ from ._config import Built, build, dump_yaml, jax_dtype
 from ._errors import DiffringError
 
 RECORD_KEYS = ("t", "o", "v", "phase", "phase_valid", "R")
-
-
-def neighbour_correlation(phase, valid, grid, periodic: bool) -> np.ndarray:
-    """Nearest-neighbour phase correlation C1 = < cos(theta_r - theta_r') > over grid-neighbour
-    pairs where both rings have a phase, along every grid axis; phase (..., n_rings) -> (...,).
-
-    The local counterpart of R(t): it rises as phase domains grow even when R, a global average
-    over several domains, does not.
-    """
-    lead = phase.shape[:-1]
-    th = phase.reshape(lead + tuple(grid))
-    ok = valid.reshape(lead + tuple(grid))
-    num = np.zeros(lead)
-    den = np.zeros(lead)
-    for ax in range(len(grid)):
-        a = len(lead) + ax
-        if periodic:
-            th2, ok2, th1, ok1 = np.roll(th, 1, axis=a), np.roll(ok, 1, axis=a), th, ok
-        else:
-            n = grid[ax]
-            th1, ok1 = np.take(th, np.arange(1, n), axis=a), np.take(ok, np.arange(1, n), axis=a)
-            th2, ok2 = np.take(th, np.arange(n - 1), axis=a), np.take(ok, np.arange(n - 1), axis=a)
-        both = ok1 & ok2
-        axes = tuple(range(len(lead), th.ndim))
-        num += np.sum(np.where(both, np.cos(th1 - th2), 0.0), axis=axes)
-        den += np.sum(both, axis=axes)
-    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+#: On-the-fly observables kept as time series (see `diffring.lattice_observables`).
+OBSERVED_KEYS = ("xi_fit", "xi_cross", "wall_density", "C", "R_local", "k_mean", "n_domains", "largest_domain",
+                 "mean_domain_size")
 
 
 def default_out_dir() -> str:
@@ -127,6 +108,8 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
         else:
             sol = dr.simulate(built.model, state, **kw)
         host = {k: np.asarray(getattr(sol, k)) for k in RECORD_KEYS if getattr(sol, k) is not None}
+        if sol.observed is not None:
+            host.update({k: np.asarray(sol.observed[k]) for k in OBSERVED_KEYS if k in sol.observed})
         return sol, host
 
     parts, status = [], None
@@ -204,12 +187,22 @@ def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = Fals
     outputs["status"] = status.astype(np.int32)
     names = [dr.STATUS_NAMES[int(s)] for s in np.atleast_1d(status)]
     R_final = C1_final = None
+    final = {}
     if "R" in records:
         R_final = records["R"][..., -1].tolist()
-        if net.grid is not None:
-            periodic = cfg["network"].get("boundary") == "periodic"
-            outputs["C1"] = neighbour_correlation(records["phase"], records["phase_valid"], net.grid, periodic)
-            C1_final = outputs["C1"][..., -1].tolist()
+    if "C" in records:
+        # C(Delta) is along the grid axes, averaged over them: C1 is the nearest-neighbour correlation.
+        outputs["C1"] = records["C"][..., 1]
+        C1_final = outputs["C1"][..., -1].tolist()
+        outputs["xi"] = records["xi_fit"]
+        final = {
+            "xi_final": records["xi_fit"][..., -1].tolist(),
+            "xi_cross_final": records["xi_cross"][..., -1].tolist(),
+            "wall_density_final": records["wall_density"][..., -1].tolist(),
+            "largest_domain_final": records["largest_domain"][..., -1].tolist(),
+        }
+    if "phase" in records and net.grid is not None:
+        outputs["final_phase_map"] = records["phase"][..., -1, :].reshape(records["phase"].shape[:-2] + tuple(net.grid))
 
     n_steps = cfg["run"]["n_steps"]
     summary = {
@@ -236,6 +229,7 @@ def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = Fals
         "status": names if batched else names[0],
         "R_final": R_final,
         "C1_final": C1_final,
+        **final,
         "timings": {"build_s": build_s, **timings},
         "timings_note": "compile_s = first call of segment 1 minus a re-run of it (tracing + XLA compilation); "
         "simulate_s = all segments after compilation, including copying records to the host; "

@@ -104,6 +104,19 @@ def test_lattice_run_files_match_independent_answers(tmp_path):
     assert summary["R_final"] == pytest.approx(float(sol.R[-1]), abs=1e-9)
 
 
+def _numpy_c1(phase, valid, grid):
+    """< cos(theta_r - theta_r') > over periodic nearest-neighbour pairs with both phases defined."""
+    th = phase.reshape(phase.shape[:-1] + grid)
+    ok = valid.reshape(valid.shape[:-1] + grid)
+    num = np.zeros(phase.shape[:-1])
+    den = np.zeros(phase.shape[:-1])
+    for axis in (-2, -1):
+        both = ok & np.roll(ok, 1, axis=axis)
+        num += np.sum(np.where(both, np.cos(th - np.roll(th, 1, axis=axis)), 0.0), axis=(-2, -1))
+        den += np.sum(both, axis=(-2, -1))
+    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+
+
 def test_embedded_default_with_overrides_and_plots(tmp_path):
     out = tmp_path / "default"
     rc = main(
@@ -122,11 +135,11 @@ def test_embedded_default_with_overrides_and_plots(tmp_path):
     )
     assert rc == 0
     summary, config, z = _load(out)
-    assert config["network"]["eps"] == 0.2 and config["init"]["kind"] == "random_phase"
+    assert config["network"]["eps"] == 0.2 and config["init"]["kind"] == "published"
     assert summary["n_neurons"] == 384 and summary["n_steps"] == 300 and z["o"].shape == (7, 64)
-    # record 0 is random_phase from jax.random.key(seed), built here with the library directly
+    # record 0 is the published warm-up from jax.random.key(seed), built here with the library directly
     net = dr.lattice([8, 8], 6, eps=0.2)
-    s0 = dr.init.random_phase(net, jax.random.key(0), 0.01)
+    s0 = dr.init.published(net, jax.random.key(0), 0.01)
     probes = np.asarray(net.rings.probes)
     np.testing.assert_array_equal(z["recorded"], probes)
     np.testing.assert_array_equal(z["v"][0], np.asarray(s0.v)[probes])
@@ -134,6 +147,12 @@ def test_embedded_default_with_overrides_and_plots(tmp_path):
     sol = dr.simulate(dr.DiscreteMap(net, 0.01), s0, n_steps=300, record=dr.Record(every=50, which="probes"))
     np.testing.assert_array_equal(z["o"], np.asarray(sol.o))
     np.testing.assert_array_equal(z["final_o"], np.asarray(sol.state.o))
+    # on-the-fly observables share the time base; C1 equals an independent NumPy computation
+    for name in ("xi", "xi_cross", "wall_density", "C1", "largest_domain"):
+        assert z[name].shape == z["t"].shape, name
+    np.testing.assert_allclose(z["C1"], _numpy_c1(z["phase"], z["phase_valid"], (8, 8)), atol=1e-12)
+    np.testing.assert_array_equal(z["final_phase_map"], z["phase"][-1].reshape(8, 8))
+    assert summary["xi_final"] == z["xi"][-1] and summary["wall_density_final"] == z["wall_density"][-1]
     # the three plots are real PNG files
     for name in ("raster.png", "phase_map.png", "R.png"):
         with open(out / name, "rb") as f:
