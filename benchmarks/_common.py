@@ -21,9 +21,13 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="small sizes for a smoke check (results are not the acceptance numbers)")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes for a smoke check (results are not the acceptance numbers)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median is reported)")
-    p.add_argument("--out", type=Path, default=None, help="markdown file to write (default benchmarks/results/<name>.md)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="markdown file to write (default benchmarks/results/<name>.md)"
+    )
     return p
 
 
@@ -47,27 +51,17 @@ def block(x):
     return jax.block_until_ready(x)
 
 
-def time_call(fn, repeats: int, warmup: bool = True):
-    """Return (first_s, median_s, all_s): the first call (compile + run) and the median of `repeats`."""
-    first = None
-    if warmup:
-        t0 = time.perf_counter()
-        block(fn())
-        first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        block(fn())
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    median = times[len(times) // 2] if len(times) % 2 else 0.5 * (times[len(times) // 2 - 1] + times[len(times) // 2])
-    return first, median, times
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
 def time_interleaved(fns: dict, repeats: int):
     """Time several callables in round-robin order (fairer under a fluctuating load).
 
-    Returns {name: (first_s, median_s, sorted_times)}.
+    Returns {name: (first_s, median_s, sorted_times, median_cpu_s)}; the CPU time is the process's
+    (all threads) and is less sensitive than wall time to other users of a shared machine.
     """
     out = {}
     firsts = {}
@@ -76,17 +70,33 @@ def time_interleaved(fns: dict, repeats: int):
         block(fn())
         firsts[name] = time.perf_counter() - t0
     times = {name: [] for name in fns}
+    cpus = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            c0 = time.process_time()
             t0 = time.perf_counter()
             block(fn())
             times[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)
     for name in fns:
-        ts = sorted(times[name])
-        n = len(ts)
-        med = ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2])
-        out[name] = (firsts[name], med, ts)
+        out[name] = (firsts[name], _median(times[name]), sorted(times[name]), _median(cpus[name]))
     return out
+
+
+def time_python(fn, repeats: int, max_s: float = float("inf")):
+    """Time a plain Python/NumPy callable: (median wall s, median CPU s, last result).
+
+    Stops repeating once a run took longer than `max_s` (at least one run)."""
+    times, cpus, result = [], [], None
+    for _ in range(max(1, repeats)):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        if times[-1] > max_s:
+            break
+    return _median(times), _median(cpus), result
 
 
 def machine() -> str:
@@ -163,7 +173,9 @@ class Report:
 
     def write(self):
         self.lines.append("")
-        self.lines.append(f"Load average at end: {loadavg()}; wall time of this script {time.perf_counter() - self.t_start:.0f} s.")
+        self.lines.append(
+            f"Load average at end: {loadavg()}; wall time of this script {time.perf_counter() - self.t_start:.0f} s."
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("\n".join(self.lines) + "\n")
         print(f"wrote {self.path}", flush=True)

@@ -12,17 +12,15 @@ in float32 on a 2-core CPU.
 
 from __future__ import annotations
 
-import time
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import Report, fmt_rate, fmt_s, parser, table, time_interleaved, time_python, verdict  # noqa: E402
 
 import diffring as dr  # noqa: E402
-from _common import Report, fmt_rate, fmt_s, parser, table, time_call, time_interleaved, verdict  # noqa: E402
 
 EVERY = 100
 
@@ -86,13 +84,18 @@ def main():
     rep = Report("lattice", f"Lattice: {L} x {L} periodic S0 lattice of 6-rings, {n_steps} steps", args)
     n = 6 * L * L
     work = n * n_steps
-    rep.add(f"{n} neurons, eps = 0.05, dt = 0.01, clean random phases (`diffring.init.random_phase`), "
-            f"record every {EVERY} steps, probes only, no fields (`Record(every={EVERY}, which='probes', fields=(), phases=...)`). "
-            f"Times are medians of {repeats} repeats (JAX runs interleaved round-robin); "
-            "compile = first call minus the median run. Rate = neurons x steps / median time.")
+    rep.add(
+        f"{n} neurons, eps = 0.05, dt = 0.01, clean random phases (`diffring.init.random_phase`), "
+        f"record every {EVERY} steps, probes only, no fields "
+        f"(`Record(every={EVERY}, which='probes', fields=(), phases=...)`). "
+        f"Times are medians of {repeats} repeats (JAX runs interleaved round-robin); "
+        "compile = first call minus the median run. Rate = neurons x steps / median time."
+    )
     rep.add()
 
-    nets = {dt: dr.lattice([L, L], 6, scheme="S0", eps=0.05, boundary="periodic", dtype=dt) for dt in ("float64", "float32")}
+    nets = {
+        dt: dr.lattice([L, L], 6, scheme="S0", eps=0.05, boundary="periodic", dtype=dt) for dt in ("float64", "float32")
+    }
     key = jax.random.key(0)
     s0 = {dt: dr.init.random_phase(nets[dt], key) for dt in nets}
 
@@ -102,11 +105,11 @@ def main():
         for phases in (False, True):
             rec = dr.Record(every=EVERY, which="probes", fields=(), phases=phases)
             name = f"api-{dt}-{'phases' if phases else 'nophases'}"
-            fns[name] = (lambda m=model, s=s0[dt], r=rec: dr.simulate(m, s, n_steps=n_steps, record=r))
+            fns[name] = lambda m=model, s=s0[dt], r=rec: dr.simulate(m, s, n_steps=n_steps, record=r)
             labels[name] = (f"diffring.simulate, {dt}, phases={phases}", dt)
         bare = bare_scan(nets[dt], n_steps)
         name = f"bare-{dt}"
-        fns[name] = (lambda b=bare, s=s0[dt]: b(s.v, s.o))
+        fns[name] = lambda b=bare, s=s0[dt]: b(s.v, s.o)
         labels[name] = (f"bare fused lax.scan (yardstick), {dt}", dt)
 
     res = time_interleaved(fns, repeats)
@@ -117,14 +120,7 @@ def main():
     v0 = np.asarray(s0["float64"].v, np.float64)
     o0 = np.asarray(s0["float64"].o, np.float64)
     alpha = float(np.exp(-0.01 / 1.0))
-    sp_repeats = max(1, min(3, repeats))
-    sp_times = []
-    for _ in range(sp_repeats):
-        t0 = time.perf_counter()
-        v_ref, o_ref = scipy_loop(W, v0, o0, n_steps, alpha, 0.49, 0.2)
-        sp_times.append(time.perf_counter() - t0)
-    sp_times.sort()
-    t_sp = sp_times[len(sp_times) // 2]
+    t_sp, c_sp, (v_ref, o_ref) = time_python(lambda: scipy_loop(W, v0, o0, n_steps, alpha, 0.49, 0.2), min(3, repeats))
     sol = fns["api-float64-nophases"]()
     o_same = bool(np.array_equal(np.asarray(sol.state.o), o_ref))
     v_err = float(np.max(np.abs(np.asarray(sol.state.v) - v_ref)))
@@ -132,33 +128,71 @@ def main():
     bare_same = bool(np.array_equal(np.asarray(ob), o_ref))
     n_fire = int(np.sum(o_ref == 0))
 
-    rows = [["SciPy CSR loop, float64 (reference)", "-", fmt_s(t_sp), fmt_rate(work / t_sp), "1.0"]]
-    for name, (label, dt) in labels.items():
-        first, med, _ = res[name]
-        rows.append([label, fmt_s(first - med), fmt_s(med), fmt_rate(work / med), f"{t_sp / med:.1f}"])
-    rep.add(table(["method", "compile", "run (median)", "neuron-steps/s", "speed-up vs SciPy"], rows))
+    rows = [["SciPy CSR loop, float64 (reference)", "-", fmt_s(t_sp), fmt_s(c_sp), fmt_rate(work / t_sp), "1.0", "1.0"]]
+    for name, (label, _) in labels.items():
+        first, med, _, cpu = res[name]
+        rows.append(
+            [
+                label,
+                fmt_s(first - med),
+                fmt_s(med),
+                fmt_s(cpu),
+                fmt_rate(work / med),
+                f"{t_sp / med:.1f}",
+                f"{c_sp / cpu:.1f}",
+            ]
+        )
+    rep.add(
+        table(
+            [
+                "method",
+                "compile",
+                "run (median)",
+                "CPU time (median)",
+                "neuron-steps/s",
+                "speed-up vs SciPy",
+                "CPU-time ratio vs SciPy",
+            ],
+            rows,
+        )
+    )
     rep.add()
-    rep.add(f"Agreement after {n_steps} steps (float64): diffring outputs identical to the SciPy loop: {o_same}; "
-            f"bare scan identical: {bare_same}; max |v - v_ref| = {v_err:.2e}; firing neurons at the end: {n_fire}.")
+    rep.add(
+        f"Agreement after {n_steps} steps (float64): diffring outputs identical to the SciPy loop: {o_same}; "
+        f"bare scan identical: {bare_same}; max |v - v_ref| = {v_err:.2e}; firing neurons at the end: {n_fire}."
+    )
     rep.add()
 
-    ph = {}
-    for dt in ("float64", "float32"):
-        off = res[f"api-{dt}-nophases"][1]
-        on = res[f"api-{dt}-phases"][1]
-        ph[dt] = on / off - 1
-    rep.add("Cost of on-the-fly phase tracking (phases=True vs False; next issue's budget <= 20 %): "
-            + ", ".join(f"{dt}: {100 * ph[dt]:+.0f} %" for dt in ph) + ".")
-    api_vs_bare = {dt: res[f"api-{dt}-nophases"][1] / res[f"bare-{dt}"][1] for dt in ("float64", "float32")}
-    rep.add("API overhead vs the bare scan (time ratio, phases=False): "
-            + ", ".join(f"{dt}: {r:.2f}" for dt, r in api_vs_bare.items()) + ".")
+    ph = {
+        dt: (
+            res[f"api-{dt}-phases"][1] / res[f"api-{dt}-nophases"][1] - 1,
+            res[f"api-{dt}-phases"][3] / res[f"api-{dt}-nophases"][3] - 1,
+        )
+        for dt in ("float64", "float32")
+    }
+    rep.add(
+        "Cost of on-the-fly phase tracking (phases=True vs False; next issue's budget <= 20 %), wall / CPU time: "
+        + ", ".join(f"{dt}: {100 * w:+.0f} % / {100 * c:+.0f} %" for dt, (w, c) in ph.items())
+        + "."
+    )
+    api_vs_bare = {
+        dt: (res[f"api-{dt}-nophases"][1] / res[f"bare-{dt}"][1], res[f"api-{dt}-nophases"][3] / res[f"bare-{dt}"][3])
+        for dt in ("float64", "float32")
+    }
+    rep.add(
+        "API vs the bare scan (time ratio API / bare, phases=False), wall / CPU: "
+        + ", ".join(f"{dt}: {w:.2f} / {c:.2f}" for dt, (w, c) in api_vs_bare.items())
+        + "."
+    )
     rep.add()
     r64 = work / res["api-float64-nophases"][1]
     r32 = work / res["api-float32-nophases"][1]
     sp = t_sp / res["api-float64-nophases"][1]
-    rep.add(f"Acceptance: lattice float64 speed-up vs SciPy {sp:.1f}x (>= 5x) {verdict(sp >= 5 and o_same)}; "
-            f"float64 {r64:.3g} neuron-steps/s (>= 1e9) {verdict(r64 >= 1e9)}; "
-            f"float32 {r32:.3g} neuron-steps/s (>= 2.5e9) {verdict(r32 >= 2.5e9)}.")
+    rep.add(
+        f"Acceptance: lattice float64 speed-up vs SciPy {sp:.1f}x (>= 5x) {verdict(sp >= 5 and o_same)}; "
+        f"float64 {r64:.3g} neuron-steps/s (>= 1e9) {verdict(r64 >= 1e9)}; "
+        f"float32 {r32:.3g} neuron-steps/s (>= 2.5e9) {verdict(r32 >= 2.5e9)}."
+    )
     rep.write()
 
 

@@ -13,17 +13,15 @@ workload) against a batched NumPy loop.
 
 from __future__ import annotations
 
-import time
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import Report, fmt_s, parser, table, time_interleaved, time_python, verdict  # noqa: E402
 
 import diffring as dr  # noqa: E402
-from _common import Report, fmt_s, parser, table, time_interleaved, verdict  # noqa: E402
 
 
 def numpy_loop(W, Win, X, v, o, alpha, theta_H, theta_L, every):
@@ -44,12 +42,6 @@ def numpy_loop(W, Win, X, v, o, alpha, theta_H, theta_L, every):
     return v, o, np.stack(recs)
 
 
-def median(ts):
-    ts = sorted(ts)
-    k = len(ts)
-    return ts[k // 2] if k % 2 else 0.5 * (ts[k // 2 - 1] + ts[k // 2])
-
-
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=16, help="batch size of the reservoir-workload rows")
@@ -59,7 +51,11 @@ def main():
     every = n_steps // 8
     repeats = args.repeats or (3 if args.quick else 7)
     B = args.batch
-    rep = Report("small_world", f"Small-world reservoir: {n_rings} rings of 2-8 neurons, {n_steps} steps, float64, 8 inputs", args)
+    rep = Report(
+        "small_world",
+        f"Small-world reservoir: {n_rings} rings of 2-8 neurons, {n_steps} steps, float64, 8 inputs",
+        args,
+    )
 
     net = dr.small_world(n_rings, (2, 8), eps=0.05, p=0.1, seed=0, dtype="float64")
     n = net.n_neurons
@@ -70,9 +66,11 @@ def main():
     keys = jax.random.split(jax.random.key(0), B)
     s0 = dr.init.random_phase(net, keys[0])
     sB = jax.tree.map(lambda *a: jnp.stack(a), *[dr.init.random_phase(net, k) for k in keys])
-    rep.add(f"{n} neurons in {n_rings} rings (seed 0), {int(np.asarray(net.win != 0).sum())} non-zero input weights; "
-            f"record all outputs every {every} steps ({n_steps // every + 1} records incl. the initial state). "
-            f"Times are medians of {repeats} repeats (JAX runs interleaved round-robin); compile = first call minus median.")
+    rep.add(
+        f"{n} neurons in {n_rings} rings (seed 0), {int(np.asarray(net.win != 0).sum())} non-zero input weights; "
+        f"record all outputs every {every} steps ({n_steps // every + 1} records incl. the initial state). "
+        f"Times are medians of {repeats} repeats (JAX runs interleaved round-robin); compile = first call minus median."
+    )
     rep.add()
 
     model = dr.DiscreteMap(net)
@@ -90,20 +88,14 @@ def main():
     Win = np.asarray(net.win)
     alpha = float(np.exp(-0.01))
     v0, o0 = np.asarray(s0.v), np.asarray(s0.o)
-    np_times = []
-    for _ in range(max(3, min(repeats, 5))):
-        t0 = time.perf_counter()
-        v_ref, o_ref, rec_ref = numpy_loop(W, Win, X, v0, o0, alpha, 0.49, 0.2, every)
-        np_times.append(time.perf_counter() - t0)
-    t_np = median(np_times)
+    t_np, c_np, (v_ref, o_ref, rec_ref) = time_python(
+        lambda: numpy_loop(W, Win, X, v0, o0, alpha, 0.49, 0.2, every), max(3, min(repeats, 5))
+    )
     XBt = np.ascontiguousarray(np.transpose(XB, (1, 2, 0)))  # (steps, n_in, B)
     vB0, oB0 = np.asarray(sB.v).T.copy(), np.asarray(sB.o).T.copy()
-    npb_times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        vB_ref, oB_ref, recB_ref = numpy_loop(W, Win, XBt, vB0, oB0, alpha, 0.49, 0.2, every)
-        npb_times.append(time.perf_counter() - t0)
-    t_npb = median(npb_times)
+    t_npb, c_npb, (vB_ref, oB_ref, recB_ref) = time_python(
+        lambda: numpy_loop(W, Win, XBt, vB0, oB0, alpha, 0.49, 0.2, every), 3
+    )
 
     sol = fns["single"]()
     same = bool(np.array_equal(np.asarray(sol.o), rec_ref))
@@ -111,23 +103,51 @@ def main():
     solB = fns["batch"]()
     sameB = bool(np.array_equal(np.asarray(solB.o), np.transpose(recB_ref, (2, 0, 1))))
 
-    t1 = res["single"][1]
+    def row(label, first, wall, cpu, b=1):
+        return [
+            label,
+            "-" if first is None else fmt_s(first - wall),
+            fmt_s(wall / b),
+            fmt_s(cpu / b),
+            f"{wall / b / n_steps * 1e6:.2f} us",
+            f"{t_np / (wall / b):.1f}",
+            f"{c_np / (cpu / b):.1f}",
+        ]
+
+    t1, c1 = res["single"][1], res["single"][3]
     rows = [
-        ["NumPy loop (SciPy CSR W), single run", "-", fmt_s(t_np), f"{t_np / n_steps * 1e6:.2f} us", "1.0"],
-        ["diffring.simulate, phases=False", fmt_s(res["single"][0] - t1), fmt_s(t1), f"{t1 / n_steps * 1e6:.2f} us", f"{t_np / t1:.1f}"],
-        ["diffring.simulate, phases=True", fmt_s(res["single-phases"][0] - res["single-phases"][1]),
-         fmt_s(res["single-phases"][1]), f"{res['single-phases'][1] / n_steps * 1e6:.2f} us", f"{t_np / res['single-phases'][1]:.1f}"],
-        [f"NumPy loop, batch of {B} input sequences (per member)", "-", fmt_s(t_npb / B), f"{t_npb / B / n_steps * 1e6:.2f} us",
-         f"{t_np / (t_npb / B):.1f}"],
-        [f"diffring.simulate_batch, B = {B} (per member)", fmt_s(res["batch"][0] - res["batch"][1]), fmt_s(res["batch"][1] / B),
-         f"{res['batch'][1] / B / n_steps * 1e6:.2f} us", f"{t_np / (res['batch'][1] / B):.1f}"],
+        row("NumPy loop (SciPy CSR W), single run", None, t_np, c_np),
+        row("diffring.simulate, phases=False", res["single"][0], t1, c1),
+        row(
+            "diffring.simulate, phases=True", res["single-phases"][0], res["single-phases"][1], res["single-phases"][3]
+        ),
+        row(f"NumPy loop, batch of {B} input sequences (per member)", None, t_npb, c_npb, B),
+        row(f"diffring.simulate_batch, B = {B} (per member)", res["batch"][0], res["batch"][1], res["batch"][3], B),
     ]
-    rep.add(table(["method", "compile", "run (median)", "per step", "speed-up vs NumPy single"], rows))
+    rep.add(
+        table(
+            [
+                "method",
+                "compile",
+                "run (median)",
+                "CPU time (median)",
+                "per step",
+                "speed-up vs NumPy single",
+                "CPU-time ratio",
+            ],
+            rows,
+        )
+    )
     rep.add()
-    rep.add(f"Agreement: recorded outputs identical to the NumPy loop: single {same}, batch {sameB}; "
-            f"final max |v - v_ref| = {v_err:.2e}.")
-    rep.add(f"Phase tracking cost: {100 * (res['single-phases'][1] / t1 - 1):+.0f} %. "
-            f"Batch vs batched NumPy (per member): {t_npb / res['batch'][1]:.1f}x.")
+    rep.add(
+        f"Agreement: recorded outputs identical to the NumPy loop: single {same}, batch {sameB}; "
+        f"final max |v - v_ref| = {v_err:.2e}."
+    )
+    rep.add(
+        f"Phase tracking cost (wall / CPU): {100 * (res['single-phases'][1] / t1 - 1):+.0f} % / "
+        f"{100 * (res['single-phases'][3] / c1 - 1):+.0f} %. "
+        f"Batch vs batched NumPy (per member): {t_npb / res['batch'][1]:.1f}x."
+    )
     rep.add()
     sp = t_np / t1
     rep.add(f"Acceptance: small-world float64 speed-up vs NumPy loop {sp:.1f}x (>= 10x) {verdict(sp >= 10 and same)}.")

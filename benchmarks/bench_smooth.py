@@ -24,10 +24,10 @@ jax.config.update("jax_enable_x64", True)
 import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import Report, fmt_s, parser, table, verdict  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import diffring as dr  # noqa: E402
-from _common import Report, fmt_s, parser, table, verdict  # noqa: E402
 
 N_REC = 10  # records after the initial state
 
@@ -146,17 +146,29 @@ def bench_network(rep, label, net, T, d_rtols, s_rtols, repeats, quick):
         med = float(np.median(ts))
         s_err.append(err)
         s_time.append(med)
-        s_rows.append([f"{rtol:.0e}", f"{err:.2e}", fmt_s(med), f"{nfev} (~{nfev // 6} steps)",
-                       f"{med / max(nfev // 6, 1) * 1e6:.0f} us"])
+        s_rows.append(
+            [
+                f"{rtol:.0e}",
+                f"{err:.2e}",
+                fmt_s(med),
+                f"{nfev} (~{nfev // 6} steps)",
+                f"{med / max(nfev // 6, 1) * 1e6:.0f} us",
+            ]
+        )
 
     rep.add(f"### {label}: {n} neurons, T = {T}")
     rep.add()
-    rep.add(f"Reference: diffrax Dopri8, rtol = atol = 1e-12 ({fmt_s(t_ref)} incl. compile)"
-            + ("" if cross is None else f"; SciPy DOP853 at 1e-11 differs from it by {cross:.1e} (max abs)") + ".")
+    rep.add(
+        f"Reference: diffrax Dopri8, rtol = atol = 1e-12 ({fmt_s(t_ref)} incl. compile)"
+        + ("" if cross is None else f"; SciPy DOP853 at 1e-11 differs from it by {cross:.1e} (max abs)")
+        + "."
+    )
     rep.add()
     for sname, (rows, compile_s) in d_tables.items():
-        rep.add(f"diffring.simulate + ODESolve({sname}, PIDController(rtol, atol = rtol)); compile {fmt_s(compile_s)} "
-                f"(once: the tolerances are traced); median of {repeats}:")
+        rep.add(
+            f"diffring.simulate + ODESolve({sname}, PIDController(rtol, atol = rtol)); compile {fmt_s(compile_s)} "
+            f"(once: the tolerances are traced); median of {repeats}:"
+        )
         rep.add()
         rep.add(table(["rtol", "max error vs ref", "run", "steps", "per step"], rows))
         rep.add()
@@ -166,7 +178,7 @@ def bench_network(rep, label, net, T, d_rtols, s_rtols, repeats, quick):
     rep.add()
     m_rows, ratios = [], []
     for sname, (errs, times) in curves.items():
-        for err, t in zip(errs, times):
+        for err, t in zip(errs, times, strict=True):
             ts = interp_time(err, s_err, s_time) if err <= MATCH_MAX_ERR else None
             if ts is None:
                 continue
@@ -193,24 +205,35 @@ def main():
     s_rtols = [1e-6, 1e-8] if quick else [1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
     rep = Report("smooth", "Smooth model: adaptive diffrax vs scipy solve_ivp (RK45) at matched accuracy", args)
     m = dr.SmoothRelaxation(dr.ring(3))
-    rep.add(f"SmoothRelaxation defaults: beta = {m.beta}, eps_o = {m.eps_o}, corrected thresholds. "
-            "Errors are max abs over (v, o), 11 times and all neurons.")
+    rep.add(
+        f"SmoothRelaxation defaults: beta = {m.beta}, eps_o = {m.eps_o}, corrected thresholds. "
+        "Errors are max abs over (v, o), 11 times and all neurons."
+    )
     rep.add()
     side = 4 if quick else 10
     nets = [
-        (f"S0 lattice {side} x {side} of 10-rings (fast path)",
-         dr.lattice([side, side], 10, scheme="S0", eps=0.05, boundary="periodic", dtype="float64")),
-        (f"small world, {side * side * 2} rings of 5",
-         dr.small_world(side * side * 2, (5, 5), eps=0.05, p=0.1, n_in=0, seed=0, dtype="float64")),
+        (
+            f"S0 lattice {side} x {side} of 10-rings (fast path)",
+            dr.lattice([side, side], 10, scheme="S0", eps=0.05, boundary="periodic", dtype="float64"),
+        ),
+        (
+            f"small world, {side * side * 2} rings of 5",
+            dr.small_world(side * side * 2, (5, 5), eps=0.05, p=0.1, n_in=0, seed=0, dtype="float64"),
+        ),
     ]
     summary = []
     for label, net in nets:
         ratios = bench_network(rep, label, net, T, d_rtols, s_rtols, repeats, quick)
-        summary.append((label, min(ratios) if ratios else float("nan"), float(np.median(ratios)) if ratios else float("nan")))
+        summary.append(
+            (label, min(ratios) if ratios else float("nan"), float(np.median(ratios)) if ratios else float("nan"))
+        )
     ok = all(r >= 20 for _, r, _ in summary)
-    rep.add("Acceptance: smooth model speed-up at matched accuracy (best diffrax solver; min/median over matched "
-            "levels; >= 20x): " + "; ".join(f"{label}: min {lo:.1f}x, median {med:.1f}x" for label, lo, med in summary)
-            + f" {verdict(ok)}.")
+    rep.add(
+        "Acceptance: smooth model speed-up at matched accuracy (best diffrax solver; min/median over matched "
+        "levels; >= 20x): "
+        + "; ".join(f"{label}: min {lo:.1f}x, median {med:.1f}x" for label, lo, med in summary)
+        + f" {verdict(ok)}."
+    )
     rep.write()
 
 

@@ -68,7 +68,9 @@ def main():
     args = p.parse_args()
     results_dir = HERE / "results" / "quick" if args.quick else HERE / "results"
     out = results_dir / "RESULTS.md" if args.quick else HERE / "RESULTS.md"
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    command = (
+        "python benchmarks/run.py" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    )
     only = set(args.only.split(",")) if args.only else None
     log, failed = [], []
     if not args.assemble_only:
