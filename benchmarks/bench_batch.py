@@ -3,8 +3,9 @@
 Throughput per neuron-step of `diffring.simulate_batch` (16 clean random-phase initial conditions,
 vmapped in one program) against single runs through `diffring.simulate` in the same process, in
 float64 and float32, with the lattice benchmark's recording (`Record(every=100, which="probes",
-fields=(), phases=False)`). Also checks that batch member 0 equals its single run exactly, and
-reports the SciPy-sparse loop's throughput on one member for scale.
+fields=(), phases=False)`), without and with `chunk_size` (members run a few at a time inside
+one program, which keeps the working set in cache). Also checks that batch member 0 equals its single
+run exactly, and reports the SciPy-sparse loop's throughput on one member for scale.
 
 Target (issue 2): batched throughput per neuron-step at least that of a single run.
 """
@@ -26,7 +27,7 @@ import diffring as dr  # noqa: E402
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--chunk", type=int, default=None, help="also time simulate_batch(chunk_size=...)")
+    p.add_argument("--chunk", type=int, default=4, help="also time simulate_batch(chunk_size=...); 0 = skip")
     args = p.parse_args()
     L = 20 if args.quick else 100
     n_steps = 1000 if args.quick else 10_000
@@ -116,11 +117,17 @@ def main():
     rep.add()
     r = {dt: rate[f"batch-{dt}"] / rate[f"single-{dt}"] for dt in ("float64", "float32")}
     rc = {dt: crate[f"batch-{dt}"] / crate[f"single-{dt}"] for dt in ("float64", "float32")}
-    ok = all(x >= 1.0 for x in r.values()) and same
+    text = ", ".join(f"{dt} {x:.2f}" for dt, x in r.items())
+    best = dict(r)
+    if args.chunk:
+        rk = {dt: rate[f"chunk-{dt}"] / rate[f"single-{dt}"] for dt in ("float64", "float32")}
+        text += f"; with chunk_size = {args.chunk}: " + ", ".join(f"{dt} {x:.2f}" for dt, x in rk.items())
+        best = {dt: max(r[dt], rk[dt]) for dt in r}
+    ok = all(x >= 1.0 for x in best.values()) and same
     rep.add(
         "Acceptance: batch throughput per neuron-step / single run (wall): "
-        + ", ".join(f"{dt} {x:.2f}" for dt, x in r.items())
-        + f" (>= 1) {verdict(ok)}; by CPU time: "
+        + text
+        + f" (>= 1 for the better setting) {verdict(ok)}; default setting by CPU time: "
         + ", ".join(f"{dt} {x:.2f}" for dt, x in rc.items())
         + "."
     )
