@@ -57,18 +57,25 @@ def _median(xs):
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
 
 
-def time_interleaved(fns: dict, repeats: int):
+def time_interleaved(fns: dict, repeats: int, compile_fns: dict | None = None):
     """Time several callables in round-robin order (fairer under a fluctuating load).
 
-    Returns {name: (first_s, median_s, sorted_times, median_cpu_s)}; the CPU time is the process's
-    (all threads) and is less sensitive than wall time to other users of a shared machine.
+    Returns {name: (compile_s, median_s, sorted_times, median_cpu_s)}. `compile_fns[name]`, if given,
+    is the same call at a trivial size that compiles the same program (e.g. one record block): its
+    first-call time is the compile estimate. Otherwise compile = first call - median run (noisy for
+    long runs on a loaded machine). CPU time is the process's (all threads) and is less sensitive
+    than wall time to other users of a shared machine.
     """
-    out = {}
-    firsts = {}
+    compiles = {}
     for name, fn in fns.items():
+        if compile_fns is not None and name in compile_fns:
+            t0 = time.perf_counter()
+            block(compile_fns[name]())
+            compiles[name] = time.perf_counter() - t0
         t0 = time.perf_counter()
         block(fn())
-        firsts[name] = time.perf_counter() - t0
+        first = time.perf_counter() - t0
+        compiles.setdefault(name, -first)  # resolved below once the median is known
     times = {name: [] for name in fns}
     cpus = {name: [] for name in fns}
     for _ in range(repeats):
@@ -78,8 +85,11 @@ def time_interleaved(fns: dict, repeats: int):
             block(fn())
             times[name].append(time.perf_counter() - t0)
             cpus[name].append(time.process_time() - c0)
+    out = {}
     for name in fns:
-        out[name] = (firsts[name], _median(times[name]), sorted(times[name]), _median(cpus[name]))
+        med = _median(times[name])
+        comp = compiles[name] if compiles[name] >= 0 else max(-compiles[name] - med, 0.0)
+        out[name] = (comp, med, sorted(times[name]), _median(cpus[name]))
     return out
 
 
