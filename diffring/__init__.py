@@ -62,6 +62,7 @@ from ._simulate import (
     MapScan as MapScan,
     ODESolve as ODESolve,
     Record as Record,
+    ScanAdjoint as ScanAdjoint,
     Solution as Solution,
     batched_model as batched_model,
     simulate as simulate,

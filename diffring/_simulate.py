@@ -9,6 +9,7 @@ fields, ring phases and R(t), or an on-the-fly reduction. The initial state is r
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -145,59 +146,102 @@ def _solution(t, recs, status, state, tracker, stats, record):
     )
 
 
+def _block_scan(block, c0, xs, n_blocks, checkpoint, segment):
+    """`lax.scan(block, c0, xs, length=n_blocks)`, optionally with two-level rematerialisation.
+
+    With `checkpoint`, the blocks are cut into segments of `segment` blocks; reverse mode stores one
+    carry per segment, recomputes a segment's block carries when it reaches it, and recomputes each
+    block's internals when it differentiates that block. Memory: about n_blocks / segment + segment
+    carries plus the internals of one block, instead of the internals of every block.
+    """
+    if not checkpoint:
+        return jax.lax.scan(block, c0, xs, length=n_blocks)
+    block = jax.checkpoint(block, prevent_cse=False)  # prevent_cse=False is safe inside scan bodies
+    g = min(segment, n_blocks)
+    n_seg, tail = divmod(n_blocks, g)
+
+    def seg(c, x):
+        return jax.lax.scan(block, c, x, length=g)
+
+    def cut(lo, hi, shape):
+        return None if xs is None else jax.tree.map(lambda a: a[lo:hi].reshape(shape + a.shape[1:]), xs)
+
+    c, ys = jax.lax.scan(jax.checkpoint(seg, prevent_cse=False), c0, cut(0, n_seg * g, (n_seg, g)), length=n_seg)
+    ys = jax.tree.map(lambda a: a.reshape((n_seg * g,) + a.shape[2:]), ys)
+    if tail:
+        rest = jax.checkpoint(lambda c, x: jax.lax.scan(block, c, x, length=tail))
+        c, ys_tail = rest(c, cut(n_seg * g, n_blocks, (tail,)))
+        ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
+    return c, ys
+
+
+def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, unroll, checkpoint, segment):
+    """Run `step(state, x) -> (state, ok)` n_steps times in record blocks; the loop of `MapScan`."""
+    every = record.every
+    n_blocks = n_steps // every
+    dtype = net.dtype
+    dt = jnp.asarray(dt, dtype)
+    t0 = jnp.asarray(t0, dtype)
+    probes = net.rings.probes
+    xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
+
+    def inner(c, x):
+        state, tracker, ok, k = c
+        if record.phases:
+            # Register the state *before* stepping it (registering the state a block ended on a
+            # second time is a no-op), then make the step depend on the tracker through an exact
+            # no-op (+ 0 * a finite time). Reading o after the step made XLA copy all of o every
+            # step to update it in place; this way the read is ordered before the in-place write.
+            tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
+            state = State(state.v, state.o + jnp.zeros((), dtype) * tracker.last[..., 0])
+        state, ok_step = step(state, x)
+        return (state, tracker, ok & ok_step, k + 1), None
+
+    def block(c_outer, x):
+        c, _ = jax.lax.scan(inner, c_outer[:4], x, length=every, unroll=unroll)
+        state, tracker, ok, k = c
+        t = t0 + k.astype(dtype) * dt
+        if record.phases:
+            tracker = tracker.update(state.o[probes], t)
+        finite = c_outer[4] & _finite(state)  # sticky: a transient NaN/inf still marks the member
+        return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
+
+    c0 = (state0, tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
+    (state, tracker, ok, _, finite), recs = _block_scan(block, c0, xs, n_blocks, checkpoint, segment)
+    rec0 = _records(record, net, t0, state0, tracker0)
+    recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
+    t = t0 + (every * jnp.arange(n_blocks + 1)).astype(dtype) * dt
+    status = jnp.where(finite, jnp.where(ok, STATUS_OK, STATUS_SOLVER_FAILURE), STATUS_NONFINITE)
+    return t, recs, status.astype(jnp.int32), state, tracker
+
+
 class MapScan(AbstractMethod):
     """Step a stepped model with nested `lax.scan`s (outer: records, inner: `every` steps).
 
-    `unroll` unrolls the inner scan; `checkpoint` rematerialises each record block in reverse mode
-    so memory grows with the number of records, not steps.
+    `unroll` unrolls the inner scan. `checkpoint=True` bounds the memory of reverse mode (for
+    surrogate or soft gradients of long runs): record blocks are rematerialised, in segments of
+    `segment` blocks, so the backward pass holds about n_blocks / segment + segment carries plus one
+    block's internals (`every` steps), instead of every step's internals. It costs about one extra
+    forward pass.
     """
 
     unroll: int = eqx.field(static=True, default=1)
     checkpoint: bool = eqx.field(static=True, default=False)
+    segment: int = eqx.field(static=True, default=1000)
+
+    def __check_init__(self):
+        check_int("method.unroll", self.unroll, minimum=1)
+        check_int("method.segment", self.segment, minimum=1)
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, AbstractSteppedModel):
             raise DiffringError("method", "MapScan", f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
         net = model.network
-        step = model.make_step()
-        every = record.every
-        n_blocks = n_steps // every
-        dtype = net.dtype
-        dt = jnp.asarray(model.dt, dtype)
-        t0 = jnp.asarray(t0, dtype)
-        probes = net.rings.probes
-        xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
-
-        def inner(c, x):
-            state, tracker, ok, k = c
-            if record.phases:
-                # Register the state *before* stepping it (registering the state a block ended on a
-                # second time is a no-op), then make the step depend on the tracker through an exact
-                # no-op (+ 0 * a finite time). Reading o after the step made XLA copy all of o every
-                # step to update it in place; this way the read is ordered before the in-place write.
-                tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
-                state = State(state.v, state.o + jnp.zeros((), dtype) * tracker.last[..., 0])
-            state, ok_step = step(state, x)
-            return (state, tracker, ok & ok_step, k + 1), None
-
-        def block(c_outer, x):
-            c, _ = jax.lax.scan(inner, c_outer[:4], x, length=every, unroll=self.unroll)
-            state, tracker, ok, k = c
-            t = t0 + k.astype(dtype) * dt
-            if record.phases:
-                tracker = tracker.update(state.o[probes], t)
-            finite = c_outer[4] & _finite(state)  # sticky: a transient NaN/inf still marks the member
-            return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
-
-        if self.checkpoint:
-            block = jax.checkpoint(block)
-        c0 = (state0, tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
-        (state, tracker, ok, _, finite), recs = jax.lax.scan(block, c0, xs, length=n_blocks)
-        rec0 = _records(record, net, t0, state0, tracker0)
-        recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
-        t = t0 + (every * jnp.arange(n_blocks + 1)).astype(dtype) * dt
-        status = jnp.where(finite, jnp.where(ok, STATUS_OK, STATUS_SOLVER_FAILURE), STATUS_NONFINITE)
-        return _solution(t, recs, status.astype(jnp.int32), state, tracker, {}, record)
+        t, recs, status, state, tracker = _scan_records(
+            net, model.make_step(), model.dt, state0, inputs, tracker0, t0, n_steps, record,
+            self.unroll, self.checkpoint, self.segment,
+        )
+        return _solution(t, recs, status, state, tracker, {}, record)
 
 
 class _LaneIndependentTerm(diffrax.ODETerm):
@@ -218,12 +262,85 @@ def _since(vector_field, t0, t, y, args):
     return vector_field(t - t0, y, args)
 
 
+class ScanAdjoint(eqx.Module):
+    """Fixed-step route of `ODESolve`, built for reverse mode (`ODESolve(adjoint=ScanAdjoint())`).
+
+    The explicit Runge-Kutta tableau of `ODESolve.solver` is written out stage by stage inside a
+    `lax.scan` of fixed steps `dt0` (diffrax runs stages in a checkpointed loop whose reverse pass
+    costs about twice as much on CPU), the input is held over each sampling interval, and record
+    blocks are rematerialised in segments of `segment` blocks as in `MapScan(checkpoint=True)`: the
+    backward pass holds about n_blocks / segment + segment states plus one block's stages.
+    Needs `stepsize_controller=diffrax.ConstantStepSize()`, `model.dt / dt0` a whole number and an
+    explicit Runge-Kutta solver (Euler, Heun, Midpoint, Ralston, Bosh3, Tsit5, Dopri5, Dopri8).
+    """
+
+    segment: int = eqx.field(static=True, default=1000)
+
+    def __check_init__(self):
+        check_int("method.adjoint.segment", self.segment, minimum=1)
+
+
+def _explicit_rk(solver):
+    """The Butcher tableau (c, a_lower, b_sol) of an explicit Runge-Kutta solver, as Python floats."""
+    if isinstance(solver, diffrax.Euler):
+        return (), (), (1.0,)
+    tab = getattr(solver, "tableau", None)
+    if not isinstance(solver, diffrax.AbstractERK) or not isinstance(tab, diffrax.ButcherTableau):
+        raise DiffringError("method.solver", type(solver).__name__,
+                            "ScanAdjoint needs an explicit Runge-Kutta solver (Euler, Heun, Midpoint, Ralston, "
+                            "Bosh3, Tsit5, Dopri5, Dopri8)")
+    return (tuple(float(x) for x in tab.c), tuple(tuple(float(x) for x in row) for row in tab.a_lower),
+            tuple(float(x) for x in tab.b_sol))
+
+
+def _rk_step(f, tableau, h, y0):
+    """One explicit Runge-Kutta step y0 -> y1 of size h, stages written out (no stage loop).
+
+    Stages after the last one with a weight in y1 (the FSAL stage of Tsit5/Dopri5) are skipped.
+    """
+    c, a, b = tableau
+
+    def combine(coeffs, ks):
+        terms = [(w, k) for w, k in zip(coeffs, ks) if w != 0]
+        return jax.tree.map(lambda y, *k: y + h * sum(w * ki for (w, _), ki in zip(terms, k)), y0,
+                            *[k for _, k in terms])
+
+    last = max(i for i, w in enumerate(b) if w != 0)
+    ks = [f(y0)]
+    for i in range(1, last + 1):
+        ks.append(f(combine(a[i - 1], ks)))
+    return combine(b, ks)
+
+
+def _hoist_thresholds(model):
+    """The same model, rearranged for a cheap reverse pass; values are bitwise the same.
+
+    `SmoothRelaxation.effective_thresholds` depends on parameters only: it is evaluated once here, not
+    in every field evaluation (XLA hoists it out of the forward loop but not out of the reverse pass,
+    where its scalar chain cost as much as the rest of the field). Scalar tau and thresholds are
+    broadcast to per-neuron arrays, so that the reverse pass accumulates their cotangents elementwise
+    and sums over neurons once, instead of reducing over neurons at every stage of every step.
+    """
+    net = model.network
+    lo, hi = model.effective_thresholds()
+    shape = (net.n_neurons,)
+    net = eqx.tree_at(
+        lambda n: (n.tau, n.theta_L, n.theta_H),
+        net,
+        (jnp.broadcast_to(net.tau, shape), jnp.broadcast_to(lo, shape), jnp.broadcast_to(hi, shape)),
+    )
+    return dataclasses.replace(model, network=net, corrected=False)
+
+
 class ODESolve(AbstractMethod):
     """Integrate `SmoothRelaxation` with `diffrax.diffeqsolve`.
 
     `stepsize_controller=None` means `PIDController(rtol, atol)` (adaptive); pass
-    `diffrax.ConstantStepSize()` with `dt0` for fixed steps. `adjoint` defaults to diffrax's
-    `RecursiveCheckpointAdjoint(checkpoints)`, whose memory is bounded by `checkpoints` states.
+    `diffrax.ConstantStepSize()` with `dt0` for fixed steps. `adjoint` (how reverse mode is done)
+    defaults to diffrax's `RecursiveCheckpointAdjoint(checkpoints)`, whose memory is bounded by
+    `checkpoints` states (None: about sqrt(2 max_steps)); any diffrax adjoint may be passed; or
+    `ScanAdjoint()` for fixed steps, which is several times faster in reverse mode (see its
+    docstring and docs/gradients.md).
     """
 
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
@@ -233,10 +350,57 @@ class ODESolve(AbstractMethod):
     atol: float = eqx.field(static=True, default=1e-8)
     max_steps: int | None = eqx.field(static=True, default=None)
     checkpoints: int | None = eqx.field(static=True, default=None)
+    adjoint: diffrax.AbstractAdjoint | ScanAdjoint | None = None
+
+    def __check_init__(self):
+        if self.checkpoints is not None:
+            check_int("method.checkpoints", self.checkpoints, minimum=1)
+            if self.adjoint is not None:
+                raise DiffringError("method.checkpoints", self.checkpoints,
+                                    "applies to the default adjoint only; pass RecursiveCheckpointAdjoint(checkpoints)")
+        if self.adjoint is not None and not isinstance(self.adjoint, diffrax.AbstractAdjoint | ScanAdjoint):
+            raise DiffringError("method.adjoint", type(self.adjoint).__name__,
+                                "expected a diffrax adjoint or diffring.ScanAdjoint()")
+
+    def _run_scan(self, model, state0, inputs, tracker0, t0, n_steps, record):
+        if not isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
+            raise DiffringError("method.stepsize_controller", type(self.stepsize_controller).__name__,
+                                "ScanAdjoint takes fixed steps: expected diffrax.ConstantStepSize()")
+        dt0 = model.dt if self.dt0 is None else self.dt0
+        m = int(round(model.dt / dt0))
+        if m < 1 or abs(m * dt0 - model.dt) > 1e-9 * model.dt:
+            raise DiffringError("method.dt0", dt0, f"ScanAdjoint needs model.dt / dt0 to be a whole number "
+                                                   f"(model.dt = {model.dt})")
+        tableau = _explicit_rk(self.solver)
+        net = model.network
+        model = _hoist_thresholds(model)
+        h = jnp.asarray(model.dt / m, net.dtype)
+        zero = jnp.zeros((), net.dtype)
+
+        def step(state, x):
+            # A one-row input table: the field's time lookup then always returns x, i.e. the input
+            # is held over the whole sampling interval, as in the discrete map.
+            table = None if x is None else x[None]
+
+            def f(y):
+                return model.vector_field(zero, y, table)
+
+            if m == 1:
+                state = _rk_step(f, tableau, h, state)
+            else:
+                state, _ = jax.lax.scan(lambda y, _: (_rk_step(f, tableau, h, y), None), state, None, length=m)
+            return state, jnp.asarray(True)
+
+        t, recs, status, state, tracker = _scan_records(
+            net, step, model.dt, state0, inputs, tracker0, t0, n_steps, record, 1, True, self.adjoint.segment
+        )
+        return _solution(t, recs, status, state, tracker, {"num_steps": jnp.asarray(n_steps * m)}, record)
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, SmoothRelaxation):
             raise DiffringError("method", "ODESolve", f"ODESolve integrates SmoothRelaxation, not {type(model).__name__}")
+        if isinstance(self.adjoint, ScanAdjoint):
+            return self._run_scan(model, state0, inputs, tracker0, t0, n_steps, record)
         net = model.network
         dtype = net.dtype
         every = record.every
@@ -252,7 +416,7 @@ class ODESolve(AbstractMethod):
         if max_steps is None:
             fixed = isinstance(controller, diffrax.ConstantStepSize)
             max_steps = int(np.ceil(n_steps * model.dt / dt0)) + 8 if fixed else max(16 * n_steps, 4096)
-        adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.checkpoints)
+        adjoint = self.adjoint if self.adjoint is not None else diffrax.RecursiveCheckpointAdjoint(self.checkpoints)
         probes = net.rings.probes
 
         def fn(t, y, args):
@@ -266,7 +430,7 @@ class ODESolve(AbstractMethod):
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
         # inputs[i] drives [t0 + i dt, t0 + (i + 1) dt): the field looks inputs up by time since t0
-        field = eqx.Partial(_since, model.vector_field, t0)
+        field = eqx.Partial(_since, _hoist_thresholds(model).vector_field, t0)
         sol = diffrax.diffeqsolve(
             _LaneIndependentTerm(field),
             self.solver,
