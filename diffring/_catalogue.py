@@ -4,9 +4,9 @@ states, and its Floquet multipliers.
 
 Floquet multipliers use the *exact* flow map of the hard model. Between switches the flow is
 linear and every event time is an explicit function of the state (t = tau ln(d / theta_L)), so
-`HardTrigger`'s event loop is a piecewise-smooth function of v whose forward-mode derivative
-(`jax.jacfwd` through the `while_loop`) is the exact monodromy matrix, saltation included, as long
-as no event sits at the ends of the interval. To integrate for a traced duration T with the static
+`HardTrigger`'s event loop is a smooth function of v near a periodic orbit (saltation included)
+as long as no event sits at the ends of the interval; its Jacobian (the monodromy matrix) is taken
+by central differences in float64 (see `floquet` for why not `jax.jacfwd`). To integrate for a traced duration T with the static
 `dt`, time is rescaled: one step of dt = 1 with tau = 1 / T is the flow for time T at tau = 1
 (the model depends on time only through t / tau). The periodic orbit (x0, T) is refined by
 shooting Newton (phi_T(x0) = x0 with the phase condition f(x0_ref) . (x0 - x0_ref) = 0), so the
@@ -92,12 +92,15 @@ def _flow(net, o0, max_events):
     return phi
 
 
-def floquet(N: int, k: int, *, transient: float = 60.0, newton_steps: int = 10, tol: float = 1e-14) -> dict:
+def floquet(
+    N: int, k: int, *, transient: float = 60.0, newton_steps: int = 10, tol: float = 1e-14, h: float = 1e-6
+) -> dict:
     """Periodic k-pulse orbit of a ring of N (continuous hard model, tau = 1) and its Floquet
-    multipliers, from the exact monodromy matrix over one lap (k probe fires).
+    multipliers, from the monodromy matrix over one lap (k probe fires): central differences
+    (step `h`) of the exact event-driven flow.
 
     Starts from k equally spaced pulses run for `transient`, then shooting Newton on (x0, T_lap).
-    Returns a dict: `lap` (T_lap), `period` (T_lap / k, the probe inter-fire interval),
+    Returns a dict: `x0`, `o0` (a point of the orbit), `lap` (T_lap), `period` (T_lap / k, the probe inter-fire interval),
     `multipliers` (complex, by decreasing modulus), `dist1` (min |mu - 1|), `residual`
     (max |phi_T(x0) - x0|), `ok` (same output pattern after one lap, no solver failure).
     """
@@ -111,28 +114,38 @@ def floquet(N: int, k: int, *, transient: float = 60.0, newton_steps: int = 10, 
     x, o0 = sol.state.v, sol.state.o
     phi = _flow(net, o0, 8 * N * k + 64)
     phi_j = jax.jit(phi)
-    jac = jax.jit(jax.jacfwd(lambda v, T: phi(v, T)[0], argnums=(0, 1)))
+    eye = jnp.eye(N, dtype=net.dtype)
+
+    @jax.jit
+    def jac(x, T):
+        # Central differences of the exact flow. Not jax.jacfwd: HardTrigger groups simultaneous
+        # releases (every pulse of a symmetric k | N orbit releases at once) into one event whose
+        # time derivative follows one neuron only, so its forward-mode tangent is wrong there;
+        # a +-h perturbation splits the tie and the flow map itself is smooth across it.
+        plus = jax.vmap(lambda e: phi(x + h * e, T)[0])(eye)
+        minus = jax.vmap(lambda e: phi(x - h * e, T)[0])(eye)
+        return ((plus - minus) / (2 * h)).T
+
     f_ref = np.asarray(net.drive(o0, None) - x)  # flow direction at x0 (tau = 1)
     x_ref = np.asarray(x)
     for _ in range(newton_steps):
-        y, _ = phi_j(x, T)
+        y, (o1, _) = phi_j(x, T)
         r = np.asarray(y - x)
         if np.abs(r).max() < tol:
             break
-        Jv, JT = jac(x, T)
         A = np.zeros((N + 1, N + 1))
-        A[:N, :N] = np.asarray(Jv) - np.eye(N)
-        A[:N, N] = np.asarray(JT)
+        A[:N, :N] = np.asarray(jac(x, T)) - np.eye(N)
+        A[:N, N] = np.asarray(net.drive(o1, None) - y)  # d phi_T / dT = f(phi_T(x0))
         A[N, :N] = f_ref
         b = np.concatenate([-r, [-f_ref @ (np.asarray(x) - x_ref)]])
         d = np.linalg.lstsq(A, b, rcond=None)[0]
         x, T = x + d[:N], T + d[N]
     y, (o1, ok) = phi_j(x, T)
-    M = np.asarray(jac(x, T)[0])
+    M = np.asarray(jac(x, T))
     mu = np.linalg.eigvals(M)
     mu = mu[np.argsort(-np.abs(mu))]
     return dict(
-        N=N, k=k, lap=float(T), period=float(T) / k, multipliers=mu, dist1=float(np.min(np.abs(mu - 1))),
+        N=N, k=k, x0=np.asarray(x), o0=np.asarray(o0), lap=float(T), period=float(T) / k, multipliers=mu, dist1=float(np.min(np.abs(mu - 1))),
         residual=float(np.abs(np.asarray(y - x)).max()), ok=bool(ok) and bool(jnp.all(o1 == o0)),
     )
 
