@@ -10,6 +10,15 @@ from ._builders import (
     rings as rings,
     small_world as small_world,
 )
+from ._catalogue import (
+    basin_table as basin_table,
+    basins as basins,
+    catalogue as catalogue,
+    floquet as floquet,
+    measured_periods as measured_periods,
+    ring_orbits as ring_orbits,
+    spec_period as spec_period,
+)
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
     LatticeS0Coupling as LatticeS0Coupling,
