@@ -6,11 +6,11 @@ Floquet multipliers use the *exact* flow map of the hard model. Between switches
 linear and every event time is an explicit function of the state (t = tau ln(d / theta_L)), so
 `HardTrigger`'s event loop is a smooth function of v near a periodic orbit (saltation included)
 as long as no event sits at the ends of the interval; its Jacobian (the monodromy matrix) is taken
-by central differences in float64 (see `floquet` for why not `jax.jacfwd`). To integrate for a traced duration T with the static
-`dt`, time is rescaled: one step of dt = 1 with tau = 1 / T is the flow for time T at tau = 1
-(the model depends on time only through t / tau). The periodic orbit (x0, T) is refined by
-shooting Newton (phi_T(x0) = x0 with the phase condition f(x0_ref) . (x0 - x0_ref) = 0), so the
-multiplier along the flow is 1 to rounding.
+by central differences in float64 (see `floquet` for why not `jax.jacfwd`). To integrate for a
+traced duration T with the static `dt`, time is rescaled: one step of dt = 1 with tau = 1 / T is
+the flow for time T at tau = 1 (the model depends on time only through t / tau). The periodic
+orbit (x0, T) is refined by shooting Newton (phi_T(x0) = x0 with the phase condition
+f(x0_ref) . (x0 - x0_ref) = 0), so the multiplier along the flow is 1 to rounding error.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import PRNGKeyArray
 from scipy.optimize import brentq
 
 from ._builders import ring, rings
@@ -42,7 +42,7 @@ def spec_period(N: int, theta_L: float = 0.2, theta_H: float = 0.49) -> float:
     return N * brentq(f, np.log(theta_H / theta_L), 10.0, xtol=1e-15, rtol=1e-15)
 
 
-def orbits(sizes: Sequence[int]) -> list[tuple[int, int]]:
+def ring_orbits(sizes: Sequence[int]) -> list[tuple[int, int]]:
     """Every (N, k) with 1 <= k <= N // 2: the k-pulse families of the catalogue."""
     return [(int(N), k) for N in sizes for k in range(1, int(N) // 2 + 1)]
 
@@ -67,7 +67,7 @@ def measured_periods(
     dt: float = 0.01,
     t1: float = 300.0,
     transient: float = 40.0,
-) -> Float[np.ndarray, " orbits"]:
+) -> np.ndarray:
     """Mean probe inter-fire interval of each k-pulse orbit (k equally spaced pulses to start),
     all orbits as uncoupled rings of one network and one run of `model(network, dt)`.
 
@@ -100,7 +100,8 @@ def floquet(
     (step `h`) of the exact event-driven flow.
 
     Starts from k equally spaced pulses run for `transient`, then shooting Newton on (x0, T_lap).
-    Returns a dict: `x0`, `o0` (a point of the orbit), `lap` (T_lap), `period` (T_lap / k, the probe inter-fire interval),
+    Returns a dict: `x0`, `o0` (a point of the orbit), `lap` (T_lap), `period` (T_lap / k, the
+    probe inter-fire interval),
     `multipliers` (complex, by decreasing modulus), `dist1` (min |mu - 1|), `residual`
     (max |phi_T(x0) - x0|), `ok` (same output pattern after one lap, no solver failure).
     """
@@ -145,7 +146,8 @@ def floquet(
     mu = np.linalg.eigvals(M)
     mu = mu[np.argsort(-np.abs(mu))]
     return dict(
-        N=N, k=k, x0=np.asarray(x), o0=np.asarray(o0), lap=float(T), period=float(T) / k, multipliers=mu, dist1=float(np.min(np.abs(mu - 1))),
+        N=N, k=k, x0=np.asarray(x), o0=np.asarray(o0), lap=float(T), period=float(T) / k, multipliers=mu,
+        dist1=float(np.min(np.abs(mu - 1))),
         residual=float(np.abs(np.asarray(y - x)).max()), ok=bool(ok) and bool(jnp.all(o1 == o0)),
     )
 
@@ -212,12 +214,12 @@ def catalogue(
     """The whole catalogue: one row per (N, k) with `T_spec` (T_1(N/k) when k | N, else nan),
     `T_cont` (Newton period of the hard model, per probe fire), `T_map` (discrete map at dt),
     `basin`, `basin_se`, `multipliers`, `dist1`; plus the per-N basin table (`basin_table`)."""
-    orb = orbits(sizes)
+    orb = ring_orbits(sizes)
     T_map = measured_periods(orb, DiscreteMap, dt)
     orbit, kk = basins(sizes, jax.random.PRNGKey(seed), n_states, dt=dt, t_settle=t_settle)
     table = basin_table(orbit, kk, sizes)
     rows = []
-    for (N, k), tm in zip(orb, T_map):
+    for (N, k), tm in zip(orb, T_map, strict=True):
         fl = floquet(N, k)
         p, se = table[N][k]
         rows.append(dict(N=N, k=k, T_spec=spec_period(N // k) if N % k == 0 else float("nan"),

@@ -9,12 +9,11 @@ import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _reference import numpy_discrete_map
 from scipy.optimize import brentq
 
 import diffring as dr
 from diffring import _catalogue as cat
-
-from _reference import numpy_discrete_map
 
 TH_H, TH_L = 0.49, 0.2
 
@@ -100,7 +99,7 @@ def test_map_periods_against_formula_and_T_k():
     orb = [(4, 1), (2, 1), (6, 2), (3, 1), (9, 3), (8, 4), (8, 1), (12, 3), (4, 1)]
     dt = 0.005
     P = cat.measured_periods(orb, dr.DiscreteMap, dt, t1=150.0)
-    for (N, k), p in zip(orb, P):
+    for (N, k), p in zip(orb, P, strict=True):
         T = T1(N // k)
         assert abs(p / T - 1) < 2 * dt / np.log(TH_H / TH_L)
     # T_k(N) = T_1(N/k) holds exactly (whole steps) in the map: (6,2)=(3,1), (8,4)=(2,1), (12,3)=(4,1)
@@ -115,7 +114,7 @@ def test_basins_match_numpy_map_and_sum_to_one():
     key = jax.random.PRNGKey(3)
     orbit, k = cat.basins(sizes, key, B, dt=dt, t_settle=t_settle, window=window, chunk=16)
     table = cat.basin_table(orbit, k, sizes)
-    for N, fr in table.items():
+    for fr in table.values():
         assert sum(p for p, _ in fr.values()) == pytest.approx(1.0, abs=1e-12)
         for p, se in fr.values():
             assert se == pytest.approx(np.sqrt(p * (1 - p) / B), abs=1e-15)
