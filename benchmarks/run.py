@@ -1,6 +1,6 @@
 """Run every benchmark script and assemble benchmarks/RESULTS.md.
 
-    python benchmarks/run.py            # full sizes (the acceptance numbers; ~15-25 min on 2 cores)
+    python benchmarks/run.py            # full sizes (the acceptance numbers; about 10 min on 2 cores)
     python benchmarks/run.py --quick    # small sizes, smoke check -> benchmarks/results/quick/RESULTS.md
     python benchmarks/run.py --only lattice,batch   # a subset (RESULTS.md is still assembled from all files)
 
