@@ -103,15 +103,26 @@ def floquet(
     Returns a dict: `x0`, `o0` (a point of the orbit), `lap` (T_lap), `period` (T_lap / k, the
     probe inter-fire interval),
     `multipliers` (complex, by decreasing modulus), `dist1` (min |mu - 1|), `residual`
-    (max |phi_T(x0) - x0|), `ok` (same output pattern after one lap, no solver failure).
+    (max |phi_T(x0) - x0|), `kink` (max |phi(x+h) + phi(x-h) - 2 phi(x)| / h: O(h) where the flow
+    map is smooth, O(1) where the one-sided Jacobians differ), `ok` (same output pattern after one
+    lap, no solver failure, kink < 1e-3).
+
+    Known limitation: for N / k = 2 with k >= 3 (every other neuron low) the one-sided Jacobians
+    of the event-driven flow disagree at the orbit (kink ~ 1), so those multipliers are not
+    meaningful and `ok` is False.
     """
     N = check_int("N", N, minimum=2)
     k = check_int("k", k, minimum=1)
     net = ring(N)
     dt = 0.01
-    sol = simulate(HardTrigger(net, dt), pulses(net, k), t1=transient,
+    # a lap (k probe fires) takes about N w with w < 1.5: measure whole laps after the transient
+    sol = simulate(HardTrigger(net, dt), pulses(net, k), t1=transient + 6.0 * N,
                    record=Record(which="probes", fields=("o",), phases=False))
-    T = k * _probe_intervals(np.asarray(sol.t), np.asarray(sol.o), transient / 2)[0]
+    t, o = np.asarray(sol.t), np.asarray(sol.o)[:, 0]
+    ft = t[np.flatnonzero((o[:-1] >= 0.5) & (o[1:] < 0.5)) + 1]
+    ft = ft[ft >= transient]
+    m = (ft.size - 1) // k
+    T = (ft[k * m] - ft[0]) / m
     x, o0 = sol.state.v, sol.state.o
     phi = _flow(net, o0, 8 * N * k + 64)
     phi_j = jax.jit(phi)
@@ -125,7 +136,7 @@ def floquet(
         # a +-h perturbation splits the tie and the flow map itself is smooth across it.
         plus = jax.vmap(lambda e: phi(x + h * e, T)[0])(eye)
         minus = jax.vmap(lambda e: phi(x - h * e, T)[0])(eye)
-        return ((plus - minus) / (2 * h)).T
+        return ((plus - minus) / (2 * h)).T, jnp.max(jnp.abs(plus + minus - 2 * phi(x, T)[0][None, :])) / h
 
     f_ref = np.asarray(net.drive(o0, None) - x)  # flow direction at x0 (tau = 1)
     x_ref = np.asarray(x)
@@ -135,20 +146,22 @@ def floquet(
         if np.abs(r).max() < tol:
             break
         A = np.zeros((N + 1, N + 1))
-        A[:N, :N] = np.asarray(jac(x, T)) - np.eye(N)
+        A[:N, :N] = np.asarray(jac(x, T)[0]) - np.eye(N)
         A[:N, N] = np.asarray(net.drive(o1, None) - y)  # d phi_T / dT = f(phi_T(x0))
         A[N, :N] = f_ref
         b = np.concatenate([-r, [-f_ref @ (np.asarray(x) - x_ref)]])
         d = np.linalg.lstsq(A, b, rcond=None)[0]
         x, T = x + d[:N], T + d[N]
     y, (o1, ok) = phi_j(x, T)
-    M = np.asarray(jac(x, T))
+    M, kink = jac(x, T)
+    M = np.asarray(M)
     mu = np.linalg.eigvals(M)
     mu = mu[np.argsort(-np.abs(mu))]
     return dict(
         N=N, k=k, x0=np.asarray(x), o0=np.asarray(o0), lap=float(T), period=float(T) / k, multipliers=mu,
         dist1=float(np.min(np.abs(mu - 1))),
-        residual=float(np.abs(np.asarray(y - x)).max()), ok=bool(ok) and bool(jnp.all(o1 == o0)),
+        residual=float(np.abs(np.asarray(y - x)).max()), kink=float(kink),
+        ok=bool(ok) and bool(jnp.all(o1 == o0)) and float(kink) < 1e-3,
     )
 
 
