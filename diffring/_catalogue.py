@@ -107,9 +107,11 @@ def floquet(
     map is smooth, O(1) where the one-sided Jacobians differ), `ok` (same output pattern after one
     lap, no solver failure, kink < 1e-3).
 
-    Known limitation: for N / k = 2 with k >= 3 (every other neuron low) the one-sided Jacobians
-    of the event-driven flow disagree at the orbit (kink ~ 1), so those multipliers are not
-    meaningful and `ok` is False.
+    Not smooth for N / k = 2, k >= 3 (every other neuron low): the neuron after each firing
+    neuron is the input of the next pulse's firing neuron, so when the earliest pulse releases,
+    its successor fires and that falling input releases the next pulse at once (a cascade). The
+    lap map is then a min over the k release times, the orbit sits on its corner, the one-sided
+    Jacobians differ (kink ~ 1) and multipliers are not defined there: `ok` is False.
     """
     N = check_int("N", N, minimum=2)
     k = check_int("k", k, minimum=1)
@@ -226,7 +228,7 @@ def catalogue(
 ) -> tuple[list[dict], dict]:
     """The whole catalogue: one row per (N, k) with `T_spec` (T_1(N/k) when k | N, else nan),
     `T_cont` (Newton period of the hard model, per probe fire), `T_map` (discrete map at dt),
-    `basin`, `basin_se`, `multipliers`, `dist1`; plus the per-N basin table (`basin_table`)."""
+    `basin`, `basin_se`, `multipliers`, `dist1`, `residual`, `kink`, `ok` (see `floquet`); plus the per-N basin table (`basin_table`)."""
     orb = ring_orbits(sizes)
     T_map = measured_periods(orb, DiscreteMap, dt)
     orbit, kk = basins(sizes, jax.random.PRNGKey(seed), n_states, dt=dt, t_settle=t_settle)
@@ -237,5 +239,5 @@ def catalogue(
         p, se = table[N][k]
         rows.append(dict(N=N, k=k, T_spec=spec_period(N // k) if N % k == 0 else float("nan"),
                          T_cont=fl["period"], T_map=float(tm), basin=p, basin_se=se,
-                         multipliers=fl["multipliers"], dist1=fl["dist1"], residual=fl["residual"], ok=fl["ok"]))
+                         multipliers=fl["multipliers"], dist1=fl["dist1"], residual=fl["residual"], kink=fl["kink"], ok=fl["ok"]))
     return rows, table
