@@ -228,7 +228,8 @@ def catalogue(
 ) -> tuple[list[dict], dict]:
     """The whole catalogue: one row per (N, k) with `T_spec` (T_1(N/k) when k | N, else nan),
     `T_cont` (Newton period of the hard model, per probe fire), `T_map` (discrete map at dt),
-    `basin`, `basin_se`, `multipliers`, `dist1`, `residual`, `kink`, `ok` (see `floquet`); plus the per-N basin table (`basin_table`)."""
+    `basin`, `basin_se`, `multipliers`, `dist1`, `residual`, `kink`, `ok` (see
+    `floquet`); plus the per-N basin table (`basin_table`)."""
     orb = ring_orbits(sizes)
     T_map = measured_periods(orb, DiscreteMap, dt)
     orbit, kk = basins(sizes, jax.random.PRNGKey(seed), n_states, dt=dt, t_settle=t_settle)
@@ -239,5 +240,6 @@ def catalogue(
         p, se = table[N][k]
         rows.append(dict(N=N, k=k, T_spec=spec_period(N // k) if N % k == 0 else float("nan"),
                          T_cont=fl["period"], T_map=float(tm), basin=p, basin_se=se,
-                         multipliers=fl["multipliers"], dist1=fl["dist1"], residual=fl["residual"], kink=fl["kink"], ok=fl["ok"]))
+                         multipliers=fl["multipliers"], dist1=fl["dist1"], residual=fl["residual"],
+                         kink=fl["kink"], ok=fl["ok"]))
     return rows, table
