@@ -235,7 +235,8 @@ class MapScan(AbstractMethod):
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, AbstractSteppedModel):
-            raise DiffringError("method", "MapScan", f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
+            raise DiffringError("method", "MapScan",
+                                f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
         net = model.network
         t, recs, status, state, tracker = _scan_records(
             net, model.make_step(), model.dt, state0, inputs, tracker0, t0, n_steps, record,
@@ -301,8 +302,8 @@ def _rk_step(f, tableau, h, y0):
     c, a, b = tableau
 
     def combine(coeffs, ks):
-        terms = [(w, k) for w, k in zip(coeffs, ks) if w != 0]
-        return jax.tree.map(lambda y, *k: y + h * sum(w * ki for (w, _), ki in zip(terms, k)), y0,
+        terms = [(w, k) for w, k in zip(coeffs[: len(ks)], ks, strict=True) if w != 0]
+        return jax.tree.map(lambda y, *k: y + h * sum(w * ki for (w, _), ki in zip(terms, k, strict=True)), y0,
                             *[k for _, k in terms])
 
     last = max(i for i, w in enumerate(b) if w != 0)
@@ -398,7 +399,8 @@ class ODESolve(AbstractMethod):
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, SmoothRelaxation):
-            raise DiffringError("method", "ODESolve", f"ODESolve integrates SmoothRelaxation, not {type(model).__name__}")
+            raise DiffringError("method", "ODESolve",
+                                f"ODESolve integrates SmoothRelaxation, not {type(model).__name__}")
         if isinstance(self.adjoint, ScanAdjoint):
             return self._run_scan(model, state0, inputs, tracker0, t0, n_steps, record)
         net = model.network

@@ -71,7 +71,7 @@ def _fd_check(loss, params, checks, rtol, seed=0):
             d = jnp.asarray(rng.normal(size=leaf.shape) * scale, leaf.dtype)
         g = float(jnp.sum(where(grads) * d))
 
-        def central(h):
+        def central(h, where=where, leaf=leaf, d=d):
             lp = f(eqx.tree_at(where, params, leaf + h * d))
             lm = f(eqx.tree_at(where, params, leaf - h * d))
             return float(lp - lm) / (2 * h)
@@ -176,7 +176,7 @@ def test_smooth_lattice_eps_gradient_and_routes_agree():
     grads_scan = eqx.filter_grad(_make_loss(n_steps, scan, None))((model, s0))
     leaves, leaves_scan = jax.tree.leaves(grads), jax.tree.leaves(grads_scan)
     assert len(leaves) == len(leaves_scan) >= 6
-    for a, b in zip(leaves, leaves_scan):
+    for a, b in zip(leaves, leaves_scan, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12)
 
 
@@ -202,7 +202,7 @@ def test_soft_map_gradients_match_finite_differences(map_setup):
     _, grads = _fd_check(loss, (model, s0), checks, rtol=1e-6)
     # the rematerialised scan differentiates the same program
     ckpt = eqx.filter_grad(_make_loss(MAP_STEPS, dr.MapScan(checkpoint=True, segment=6), xs))((model, s0))
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ckpt)):
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ckpt), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-14)
 
 
