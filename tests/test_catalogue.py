@@ -139,3 +139,18 @@ def test_basins_match_numpy_map_and_sum_to_one():
                 assert orbit[b, r] == dr.QUIESCENT
             elif orbit[b, r] == dr.PULSE:
                 assert k[b, r] == runs[window // 2 :].max()
+
+
+def test_every_other_neuron_orbit_is_a_corner_of_the_flow():
+    # N / k = 2, k >= 3: the release of one pulse cascades into the next (its successor is the next
+    # pulse's input), so the exact flow map has a corner on the orbit. The NumPy integrator shows
+    # the one-sided Jacobians differ by O(1); the catalogue flags the orbit (kink ~ 1, not ok).
+    fl = cat.floquet(6, 3)
+    assert not fl["ok"] and fl["kink"] > 0.1
+    assert fl["period"] == pytest.approx(T1(2), rel=1e-9)
+    v, o, T, h = fl["x0"], fl["o0"], fl["lap"], 1e-6
+    y = hard_ring_flow(v, o, T)[0]
+    np.testing.assert_allclose(y, v, atol=1e-12)
+    Jp = np.stack([(hard_ring_flow(v + h * e, o, T)[0] - y) / h for e in np.eye(6)], 1)
+    Jm = np.stack([(y - hard_ring_flow(v - h * e, o, T)[0]) / h for e in np.eye(6)], 1)
+    assert np.abs(Jp - Jm).max() > 0.1
