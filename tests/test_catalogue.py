@@ -154,3 +154,11 @@ def test_every_other_neuron_orbit_is_a_corner_of_the_flow():
     Jp = np.stack([(hard_ring_flow(v + h * e, o, T)[0] - y) / h for e in np.eye(6)], 1)
     Jm = np.stack([(y - hard_ring_flow(v - h * e, o, T)[0]) / h for e in np.eye(6)], 1)
     assert np.abs(Jp - Jm).max() > 0.1
+
+
+def test_newton_period_matches_core_hard_trigger_run(floquet_results):
+    # k not dividing N (no formula): the shooting period agrees with the core's event-driven run
+    # (mean probe interval; sampling error < dt / m, plus unequal intervals averaged over m).
+    P = cat.measured_periods([(5, 2), (5, 1)], dr.HardTrigger, 0.01, t1=300.0)
+    assert P[0] == pytest.approx(floquet_results[(5, 2)]["period"], rel=1e-3)
+    assert P[1] == pytest.approx(T1(5), rel=1e-4)
