@@ -423,7 +423,8 @@ class ODESolve(AbstractMethod):
 
         def fn(t, y, args):
             out = {f: record.select(net, getattr(y, f)) for f in record.fields}
-            out["probe_o"] = y.o[probes]
+            if record.phases:  # the phase tracker's input; not stored when phases are off
+                out["probe_o"] = y.o[probes]
             if record.reduce is not None:
                 out["reduced"] = record.reduce(t, y)
             if record.observe is not None:
