@@ -321,3 +321,21 @@ def test_long_surrogate_scan_has_bounded_reverse_memory(map_setup):
     assert plain[1] > 5 * plain[0]
     assert ckpt[1] < 2 * ckpt[0]
     assert ckpt[1] < plain[1] / 5
+
+
+def test_scan_adjoint_rejects_what_it_cannot_do():
+    """ScanAdjoint needs fixed steps dividing dt and an explicit Runge-Kutta tableau."""
+    net = dr.ring(4, dtype=jnp.float64)
+    model, s0 = dr.SmoothRelaxation(net, dt=0.1), dr.init.pulses(net)
+    fixed = diffrax.ConstantStepSize()
+    bad = [
+        (dr.ODESolve(adjoint=dr.ScanAdjoint()), "method.stepsize_controller"),  # adaptive
+        (dr.ODESolve(stepsize_controller=fixed, dt0=0.03, adjoint=dr.ScanAdjoint()), "method.dt0"),
+        (dr.ODESolve(solver=diffrax.Kvaerno3(), stepsize_controller=fixed, dt0=0.01, adjoint=dr.ScanAdjoint()),
+         "method.solver"),
+    ]
+    for method, field in bad:
+        with pytest.raises(dr.DiffringError, match=field):
+            dr.simulate(model, s0, n_steps=10, method=method)
+    with pytest.raises(dr.DiffringError, match="method.checkpoints"):
+        dr.ODESolve(checkpoints=10, adjoint=diffrax.RecursiveCheckpointAdjoint())
