@@ -21,3 +21,11 @@ from ._readouts import (
     RLSState as RLSState,
     ValidationSplit as ValidationSplit,
 )
+from ._complexity import (
+    complexity_sweep as complexity_sweep,
+    effective_dimensionality as effective_dimensionality,
+    hamming_distance as hamming_distance,
+    input_sensitivity as input_sensitivity,
+    neural_entropy as neural_entropy,
+    pattern_entropy as pattern_entropy,
+)
