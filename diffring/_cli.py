@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("config", parents=[common], help="print the resolved config and exit")
+    rs = sub.add_parser("reservoir", parents=[common], help="reservoir computing: encode, simulate, read out, score")
+    rs.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
+    rs.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
     return p
 
 
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from ._errors import DiffringError
 
     try:
+        if args.command == "reservoir":
+            return _reservoir(args)
         cfg = resolved_config(args.config, args.overrides)
         if args.command == "config":
             from ._config import dump_yaml
@@ -118,6 +123,38 @@ def main(argv: list[str] | None = None) -> int:
         f"diffring: wrote {out} ({summary['n_neurons']} neurons, {summary['n_steps']} steps, "
         f"status {summary['status']}{R_txt}; build {t['build_s']:.1f} s, compile {t['compile_s']:.1f} s, "
         f"simulate {t['simulate_s']:.1f} s, total {t['total_s']:.1f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _reservoir(args) -> int:
+    """`diffring reservoir [CONFIG] [--out DIR] [--set ...]`; errors are handled by `main`."""
+    from .reservoir._config import load_reservoir_config, reservoir_overrides, resolve_reservoir
+
+    raw = load_reservoir_config(args.config) if args.config is not None else {}
+    cfg = resolve_reservoir(reservoir_overrides(raw, args.overrides))
+    import jax
+
+    # Always on in this process (the CLI, not the library, flips it): the simulation runs in
+    # cfg["dtype"] (the builders' dtype), the readout in float64.
+    jax.config.update("jax_enable_x64", True)
+    from ._run import check_out_dir, default_out_dir
+    from .reservoir._run import run_reservoir
+
+    out = args.out if args.out is not None else default_out_dir()
+    check_out_dir(out, args.overwrite)
+    s = run_reservoir(cfg, out, overwrite=args.overwrite)
+    m, t = s["metrics"], s["timings"]
+    score = ", ".join(
+        f"{k} {m[k]:.4f}"
+        for k in ("train_accuracy", "test_accuracy", "train_nrmse", "test_nrmse")
+        if isinstance(m.get(k), float)
+    )
+    print(
+        f"diffring: wrote {out} ({s['task']}: {s['n_samples']} samples x {s['n_steps_per_sample']} steps, "
+        f"{s['n_neurons']} neurons; {score}; compile {t['compile_s']:.1f} s, simulate {t['simulate_s']:.1f} s, "
+        f"total {t['total_s']:.1f} s)",
         file=sys.stderr,
     )
     return EXIT_OK
