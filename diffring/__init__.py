@@ -34,6 +34,7 @@ from ._models import (
     State as State,
 )
 from . import _init as init  # noqa: F401  (diffring.init.pulses, ...)
+from . import _plot as plot  # noqa: F401  (diffring.plot.phase_map, kymograph, log_series, ...)
 from ._network import Network as Network, Rings as Rings
 from ._phases import PhaseTracker as PhaseTracker, order_parameter as order_parameter
 from ._observables import (

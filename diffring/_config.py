@@ -275,7 +275,7 @@ RECORD = {
     "phases": (True, _Bool()),
     "observables": (True, _Bool()),
 }
-OUTPUT = {"plots": (True, _Bool()), "raster_rows": (256, INT1)}
+OUTPUT = {"plots": (True, _Bool()), "raster_rows": (256, INT1), "animation": (True, _Bool())}
 PLAIN = {"run": RUN, "record": RECORD, "output": OUTPUT}
 
 TOP = {"seed": (0, INT0), "dtype": ("float64", _Choice("float64", "float32"))}

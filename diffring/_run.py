@@ -16,7 +16,8 @@ nothing that looks valid):
   Delta = 1 value), `R_local`, `k_mean`, `n_domains`, `largest_domain`, `mean_domain_size`) and
   `final_phase_map` (the last record's ring phases on the grid); `final_v`, `final_o`, `probes`,
   `status`;
-- `raster.png`, `phase_map.png`, `R.png` (see `diffring._plot`).
+- `raster.png`, `phase_map.png` (with domain walls), `R.png`, `growth.png` (R and xi on log axes),
+  `kymograph.png` (chains) and, with `output.animation`, `phase_maps.gif` (see `diffring._plot`).
 """
 
 from __future__ import annotations
@@ -260,7 +261,14 @@ def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
             f.write(dump_yaml(cfg))
         np.savez_compressed(os.path.join(tmp, "outputs.npz"), **outputs)
         if cfg["output"]["plots"]:
-            summary["plots"] = save_run_plots(outputs, grid, tmp, max_rows=cfg["output"]["raster_rows"])
+            summary["plots"] = save_run_plots(
+                outputs,
+                grid,
+                tmp,
+                max_rows=cfg["output"]["raster_rows"],
+                periodic=cfg["network"].get("boundary", "periodic") == "periodic",
+                animation=cfg["output"]["animation"],
+            )
         summary["timings"]["write_s"] = time.perf_counter() - tic
         summary["timings"]["total_s"] = time.perf_counter() - t_start
         with open(os.path.join(tmp, "summary.json"), "w") as f:
