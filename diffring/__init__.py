@@ -22,6 +22,7 @@ from ._catalogue import (
 from ._coupling import (
     AbstractCoupling as AbstractCoupling,
     LatticeS0Coupling as LatticeS0Coupling,
+    RingCoupling as RingCoupling,
     SparseCoupling as SparseCoupling,
 )
 from ._errors import DiffringError as DiffringError

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ._coupling import LatticeS0Coupling, SparseCoupling
+from ._coupling import LatticeS0Coupling, RingCoupling, SparseCoupling
 from ._errors import DiffringError, check_choice, check_finite_array, check_float, check_int
 from ._network import Network, Rings
 
@@ -98,12 +98,17 @@ def rings(
     sizes: Sequence[int],
     *,
     probe: int = 0,
+    fast: bool = True,
     tau=1.0,
     theta_H=0.49,
     theta_L=0.2,
     dtype=None,
 ) -> Network:
-    """Uncoupled rings of the given sizes (each >= 2), numbered consecutively ring by ring."""
+    """Uncoupled rings of the given sizes (each >= 2), numbered consecutively ring by ring.
+
+    `fast=True` stores the coupling as a `RingCoupling` (a shift plus the ring heads' table),
+    `fast=False` as the general `SparseCoupling`; both give the same W o bit for bit.
+    """
     if isinstance(sizes, int | np.integer) or len(sizes) == 0:
         raise DiffringError("network.sizes", sizes, "expected a non-empty list of ring sizes >= 2")
     sizes = [check_int("network.sizes[]", s, minimum=2) for s in sizes]
@@ -113,7 +118,7 @@ def rings(
     members = [list(range(s0, s0 + s)) for s0, s in zip(starts, sizes, strict=True)]
     n = int(sum(sizes))
     post, pre = _ring_edges(members)
-    coupling = SparseCoupling.from_edges(n, post, pre, np.ones(post.size), dtype)
+    coupling = (RingCoupling if fast else SparseCoupling).from_edges(n, post, pre, np.ones(post.size), dtype)
     return _finish(coupling, Rings.from_lists(members, probe), tau=tau, theta_H=theta_H, theta_L=theta_L,
                    dtype=dtype, kind="rings")
 
@@ -311,6 +316,7 @@ def small_world(
     input_density: float = 0.5,
     seed: int = 0,
     probe: int = 0,
+    fast: bool = True,
     tau=1.0,
     theta_H=0.49,
     theta_L=0.2,
@@ -321,6 +327,8 @@ def small_world(
     Ring sizes are uniform on [ring_sizes[0], ring_sizes[1]]; rings form a Watts-Strogatz graph
     (k = 2, rewiring p); neuron 0 of ring i receives `eps * o(neuron 1 of ring j)` for each
     neighbour j. `Win[neuron 0 of ring i, m] = input_weight * Bernoulli(input_density)`.
+    `fast=True` stores the coupling as a `RingCoupling` (a shift plus a table of the ring heads),
+    `fast=False` as the general `SparseCoupling`; both give the same W o bit for bit.
     """
     n_rings = check_int("network.n_rings", n_rings, minimum=1)
     if isinstance(ring_sizes, str | int | np.integer) or len(ring_sizes) != 2:
@@ -350,7 +358,7 @@ def small_world(
             pre.append(np.array([starts[j] + 1]))
             w.append(np.array([eps]))
     post, pre, w = map(np.concatenate, (post, pre, w))
-    coupling = SparseCoupling.from_edges(n, post, pre, w, dtype)
+    coupling = (RingCoupling if fast else SparseCoupling).from_edges(n, post, pre, w, dtype)
     win = None
     if n_in:
         mask = rng.random((n_rings, n_in)) < input_density

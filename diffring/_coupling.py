@@ -3,7 +3,9 @@
 Nothing here materialises an n x n matrix. `SparseCoupling` is an in-neighbour table (each neuron's
 presynaptic indices and weights, padded to the largest in-degree); `LatticeS0Coupling` is the fast
 path for S0 link coupling on a regular lattice of equal rings, stored position-major as
-(ring_size, *grid) so one step is a handful of fused shifts.
+(ring_size, *grid) so one step is a handful of fused shifts; `RingCoupling` is the fast path for
+rings numbered consecutively (ring, rings, small-world): one shift by one neuron plus a small table
+of the few neurons that receive anything else.
 """
 
 from __future__ import annotations
@@ -175,3 +177,77 @@ class LatticeS0Coupling(AbstractCoupling):
         m.sum_duplicates()
         m = m.tocoo()
         return m.row, m.col, m.data
+
+
+class RingCoupling(AbstractCoupling):
+    """Rings numbered consecutively, plus a few extra synapses (the small-world reservoir's links).
+
+    Most neurons are driven only by the previous neuron (`u_i = shift_weight[i] * o[i - 1]`, cyclic
+    in i), which is one contiguous shift of `o`: no gather. The other neurons (`rows`: ring heads,
+    whose predecessor is their ring's last neuron, and every neuron receiving a link) get their full
+    in-neighbour row from a small table (`index`, `weight`, in the CSR order of `SparseCoupling`),
+    written over the shifted vector. XLA CPU runs a gather one element at a time, so gathering
+    len(rows) * k entries instead of n * k is what makes this path several times faster.
+    `W o` is bit for bit that of `SparseCoupling.from_edges` of the same edges.
+    """
+
+    shift_weight: Float[Array, " n"]
+    rows: Int[Array, " m"]
+    index: Int[Array, "m k"]
+    weight: Float[Array, "m k"]
+    n_neurons: int = eqx.field(static=True)
+
+    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+        u = self.shift_weight * jnp.concatenate([o[-1:], o[:-1]])
+        if self.rows.shape[0] == 0:
+            return u
+        # The same additions in the same order as SparseCoupling (whose k is this k).
+        k = self.index.shape[1]
+        if k > 32:
+            h = jnp.sum(self.weight * o[self.index], axis=1)
+        else:
+            h = self.weight[:, 0] * o[self.index[:, 0]]
+            for j in range(1, k):
+                h = h + self.weight[:, j] * o[self.index[:, j]]
+        return u.at[self.rows].set(h, indices_are_sorted=True, unique_indices=True, mode="promise_in_bounds")
+
+    def edges(self):
+        n = self.n_neurons
+        rows = np.asarray(self.rows)
+        plain = np.ones(n, bool)
+        plain[rows] = False
+        sw = np.asarray(self.shift_weight)
+        post = np.flatnonzero(plain & (sw != 0))
+        idx = np.asarray(self.index)
+        w = np.asarray(self.weight)
+        live = w != 0
+        post = np.concatenate([post, np.repeat(rows, idx.shape[1])[live.reshape(-1)]])
+        pre = np.concatenate([(np.flatnonzero(plain & (sw != 0)) - 1) % n, idx[live]])
+        weight = np.concatenate([sw[plain & (sw != 0)], w[live]])
+        order = np.lexsort((pre, post))
+        return post[order], pre[order], weight[order]
+
+    @classmethod
+    def from_edges(cls, n_neurons: int, post, pre, weight, dtype) -> RingCoupling:
+        """Build from edge lists (duplicates summed, zeros dropped, as `SparseCoupling.from_edges`).
+
+        Any graph is accepted; it pays when few neurons have other input than `o[i - 1]`.
+        """
+        table = SparseCoupling.from_edges(n_neurons, post, pre, weight, dtype)
+        idx, w = np.asarray(table.index), np.asarray(table.weight)
+        n = n_neurons
+        live = w != 0
+        deg = live.sum(axis=1)
+        prev = (np.arange(n) - 1) % n
+        # Rows with at most one synapse, from the previous neuron, are plain (the table's slot 0).
+        plain = (deg == 0) | ((deg == 1) & live[:, 0] & (idx[:, 0] == prev))
+        shift_weight = np.where(plain, w[:, 0], 0.0)
+        rows = np.flatnonzero(~plain)
+        k = max(int(deg[rows].max()) if rows.size else 1, 1)
+        return cls(
+            shift_weight=jnp.asarray(shift_weight, dtype=dtype),
+            rows=jnp.asarray(rows, dtype=jnp.int32),
+            index=jnp.asarray(idx[rows, :k], dtype=jnp.int32),
+            weight=jnp.asarray(w[rows, :k], dtype=dtype),
+            n_neurons=n,
+        )

@@ -114,7 +114,7 @@ def test_eps_sweep_equals_networks_built_with_each_eps(lattice_states):
 def test_batched_and_shared_inputs_equal_single_runs():
     net = dr.small_world(12, (2, 5), eps=0.1, p=0.3, n_in=3, input_weight=0.6, seed=4)
     model = dr.DiscreteMap(net, 0.01)
-    assert isinstance(net.coupling, dr.SparseCoupling)
+    assert isinstance(net.coupling, dr.RingCoupling)
     B, n_steps = 3, 120
     states = batch_of_states(net, jax.random.split(jax.random.key(2), B))
     rng = np.random.default_rng(5)

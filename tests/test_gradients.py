@@ -84,7 +84,9 @@ def _fd_check(loss, params, checks, rtol, seed=0):
 
 
 def _small_world():
-    return dr.small_world(6, (3, 5), eps=0.05, p=0.3, n_in=2, seed=1, dtype=jnp.float64)
+    # SparseCoupling: `_eps_links` reads its table (tests/test_coupling.py checks that RingCoupling,
+    # the default, has the same gradients)
+    return dr.small_world(6, (3, 5), eps=0.05, p=0.3, n_in=2, seed=1, dtype=jnp.float64, fast=False)
 
 
 def _drive(n_steps):
