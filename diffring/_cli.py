@@ -46,10 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
     r.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint after a crash or kill -9")
     sub.add_parser("config", parents=[common], help="print the resolved config and exit")
     rs = sub.add_parser("reservoir", parents=[common], help="reservoir computing: encode, simulate, read out, score")
     rs.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
     rs.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
+    sw = sub.add_parser("sweep", help="run a grid of configs x seeds (SWEEP.yaml) into DIR/results.zarr")
+    sw.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="base config, grid and seeds (docs/sweeps.md)")
+    sw.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/<YYYYmmdd-HHMMSS>)")
+    sw.add_argument("--resume", action="store_true", help="continue the sweep in DIR, recomputing no finished chunk")
+    sw.add_argument("--summary", metavar="DIR", help="print the table of a finished sweep in DIR and exit")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
 
 
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reservoir":
             return _reservoir(args)
+        if args.command == "sweep":
+            return _sweep(args)
         cfg = resolved_config(args.config, args.overrides)
         if args.command == "config":
             from ._config import dump_yaml
@@ -94,13 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         from ._run import check_out_dir, default_out_dir, run
 
         out = args.out if args.out is not None else default_out_dir()
-        check_out_dir(out, args.overwrite)
-        summary = run(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
+        if args.resume and args.out is None:
+            raise DiffringError("--resume", None, "needs --out DIR: the run to continue")
+        if not args.resume:
+            check_out_dir(out, args.overwrite)
+        summary = run(cfg, out, progress=not args.quiet, overwrite=args.overwrite, resume=args.resume)
     except DiffringError as e:
         print(f"diffring: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("diffring: interrupted; nothing written", file=sys.stderr)
+        print(
+            "diffring: interrupted; no results written (finished chunks are kept: continue with --resume)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - one line unless --debug
         if args.debug:
@@ -111,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL
     t = summary["timings"]
+    if summary.get("already_complete"):
+        print(f"diffring: {out} is already complete; nothing to do", file=sys.stderr)
+        return EXIT_OK
     R = summary["R_final"]
     R_txt = (
         ""
@@ -157,6 +176,44 @@ def _reservoir(args) -> int:
         f"total {t['total_s']:.1f} s)",
         file=sys.stderr,
     )
+    return EXIT_OK
+
+
+def _sweep(args) -> int:
+    """`diffring sweep`: DiffringError and other exceptions are handled by `main`."""
+    from ._errors import DiffringError
+    from ._sweep import load_sweep, run_sweep, summary_table, validate_sweep
+
+    if args.summary is not None:
+        if args.sweep is not None or args.resume:
+            raise DiffringError("--summary", args.summary, "takes only DIR: no SWEEP.yaml, no --resume")
+        sys.stdout.write(summary_table(args.summary))
+        return EXIT_OK
+    if args.sweep is None:
+        raise DiffringError("SWEEP.yaml", None, "required (or --summary DIR)")
+    if args.resume and args.out is None:
+        raise DiffringError("--resume", None, "needs --out DIR: the sweep to continue")
+    from ._run import default_out_dir
+
+    raw = load_sweep(args.sweep)
+    sweep = validate_sweep(raw)  # before any array exists: x64 must be switched on first
+    if any(m.cfg["dtype"] == "float64" for m in sweep.members):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    out = args.out if args.out is not None else default_out_dir()
+    summary = run_sweep(raw, out, resume=args.resume, progress=not args.quiet)
+    c, t = summary["checkpoint"], summary["timings"]
+    done = (
+        "already complete; nothing to do"
+        if summary.get("already_complete")
+        else (
+            f"{summary['n_members']} members, {summary['n_programs']} programs, {summary['n_chunks']} chunks "
+            f"({c['chunks_computed']} computed, {c['chunks_reused']} reused, {c['chunks_corrupted']} corrupted); "
+            f"status {summary['status_counts']}; total {t['total_s']:.1f} s"
+        )
+    )
+    print(f"diffring: sweep {out}: {done}", file=sys.stderr)
     return EXIT_OK
 
 

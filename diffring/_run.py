@@ -77,12 +77,29 @@ def _versions() -> dict:
     return out
 
 
-def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
+def simulate_segments(
+    cfg: Mapping,
+    built: Built,
+    *,
+    progress: bool = True,
+    checkpoint=None,
+    model_axes=None,
+    time_compile: bool = True,
+    desc: str = "",
+):
     """Run `built` for run.n_steps in equal segments; return (records dict, final state, status, timings).
 
-    The first segment is run twice: the first call includes tracing and XLA compilation, the second
-    is pure execution; compile_s is their difference and simulate_s sums the post-compilation
-    segment times (including the device-to-host copy of each segment's records).
+    The first segment computed is run twice: the first call includes tracing and XLA compilation,
+    the second is pure execution; compile_s is their difference and simulate_s sums the
+    post-compilation segment times (including the device-to-host copy of each segment's records).
+
+    With a `diffring._checkpoint.Checkpoint`, every finished segment (its records, the state, the
+    phase tracker and the status so far) is saved as chunk `seg-<s>`; the longest run of valid
+    saved segments from the start is loaded instead of recomputed, and the run continues from the
+    last one's state and tracker, so a resumed run is bit for bit the uninterrupted one.
+    `model_axes` (from `batched_model`) marks swept model leaves of a batched `built` (sweeps); the
+    phase tracker then starts outside the program, so that every segment runs one compiled program.
+    `time_compile=False` skips the duplicate first segment (compile_s is then not measured).
     """
     import jax
     import jax.numpy as jnp
@@ -98,46 +115,57 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
     batched = B > 1 or built.state0.v.ndim == 2
     axis = 1 if batched else 0
 
-    def call(s, state, tracker):
+    def solve(s, state, tracker):
         t0 = jnp.asarray(s * seg * dt, dtype)  # an array, so every segment reuses one compilation
         x = None
         if built.inputs is not None:
             x = built.inputs[..., s * seg : (s + 1) * seg, :]
         kw = dict(n_steps=seg, record=rec, inputs=x, method=built.method, t0=t0, tracker=tracker)
         if batched:
-            sol = dr.simulate_batch(built.model, state, chunk_size=run["chunk_size"], **kw)
-        else:
-            sol = dr.simulate(built.model, state, **kw)
+            return dr.simulate_batch(built.model, state, chunk_size=run["chunk_size"], model_axes=model_axes, **kw)
+        return dr.simulate(built.model, state, **kw)
+
+    def call(s, state, tracker):
+        sol = solve(s, state, tracker)
         host = {k: np.asarray(getattr(sol, k)) for k in RECORD_KEYS if getattr(sol, k) is not None}
         if sol.observed is not None:
             host.update({k: np.asarray(sol.observed[k]) for k in OBSERVED_KEYS if k in sol.observed})
         return sol, host
 
     parts, status = [], None
-    timings = {}
+    timings = {"compile_s": 0.0}
     state, tracker = built.state0, None
+    if model_axes is not None and rec.phases:
+        tracker = dr.PhaseTracker.init(state.o[..., built.network.rings.probes], jnp.asarray(0.0, dtype))
+    start = 0
+    if checkpoint is not None:
+        start, state, tracker, status, parts = _load_segments(checkpoint, n_seg, state, lambda st: solve(0, st, None))
     bar = tqdm(
         total=n_steps,
+        initial=start * seg,
         unit="step",
         unit_scale=True,
-        desc="compiling",
+        desc=f"{desc}compiling",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    sim = 0.0
     try:
-        tic = time.perf_counter()
-        jax.block_until_ready(call(0, state, tracker))
-        first = time.perf_counter() - tic
-        bar.set_description("simulating")
-        bar.reset(total=n_steps)  # restart the clock: the rate shown excludes compilation
-        sim = 0.0
-        for s in range(n_seg):
+        first = 0.0
+        if start < n_seg and time_compile:
+            tic = time.perf_counter()
+            jax.block_until_ready(call(start, state, tracker))
+            first = time.perf_counter() - tic
+            bar.set_description(f"{desc}simulating")
+            bar.reset(total=n_steps)  # restart the clock: the rate shown excludes compilation
+            bar.update(start * seg)
+        for s in range(start, n_seg):
             tic = time.perf_counter()
             sol, host = call(s, state, tracker)
             jax.block_until_ready(sol)
             sim += time.perf_counter() - tic
-            if s == 0:
+            if s == start and time_compile:
                 timings["compile_s"] = max(first - sim, 0.0)
             st = np.asarray(sol.status)
             status = st if status is None else np.where(status == 0, st, status)  # keep the first failure
@@ -145,6 +173,8 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
             if s > 0:  # drop the duplicated first record (the previous segment's last one)
                 host = {k: np.take(a, np.arange(1, a.shape[axis]), axis=axis) for k, a in host.items()}
             parts.append(host)
+            if checkpoint is not None:
+                _save_segment(checkpoint, s, host, state, tracker, status)
             bar.update(seg)
             if "R" in host:
                 r = host["R"][..., -1]
@@ -158,23 +188,107 @@ def simulate_segments(cfg: Mapping, built: Built, *, progress: bool = True):
     return records, state, status, timings, n_seg
 
 
-def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = False) -> dict:
+def _save_segment(checkpoint, s, host, state, tracker, status) -> None:
+    import jax
+
+    arrays = {f"rec/{k}": a for k, a in host.items()}
+    arrays["state/v"], arrays["state/o"] = np.asarray(state.v), np.asarray(state.o)
+    for i, leaf in enumerate(jax.tree.leaves(tracker)):
+        arrays[f"tracker/{i}"] = np.asarray(leaf)
+    arrays["status"] = np.asarray(status)
+    checkpoint.save(f"seg-{s:05d}", arrays)
+
+
+def _load_segments(checkpoint, n_seg, state0, solve0):
+    """The longest run of valid saved segments from the start: (next segment, state, tracker, status,
+    records per segment). The tracker's structure comes from tracing (not running) one segment."""
+    import jax
+    import jax.numpy as jnp
+
+    from ._models import State
+
+    parts, chunk = [], None
+    s = 0
+    while s < n_seg:
+        z = checkpoint.load(f"seg-{s:05d}")
+        if z is None:
+            break
+        chunk = z
+        parts.append({k[4:]: a for k, a in z.items() if k.startswith("rec/")})
+        s += 1
+    if chunk is None:
+        return 0, state0, None, None, []
+    like = jax.eval_shape(solve0, state0).tracker
+    leaves, treedef = jax.tree.flatten(like)
+    tracker = jax.tree.unflatten(treedef, [jnp.asarray(chunk[f"tracker/{i}"]) for i in range(len(leaves))])
+    state = State(jnp.asarray(chunk["state/v"]), jnp.asarray(chunk["state/o"]))
+    return s, state, tracker, chunk["status"], parts
+
+
+def checkpoint_dir(out: str) -> str:
+    """Where `run` keeps its checkpoint while `out` is not finished: `<out>.checkpoint`."""
+    return os.path.abspath(out).rstrip(os.sep) + ".checkpoint"
+
+
+def _estimate_bytes(cfg: Mapping, built: Built) -> int:
+    """A generous estimate of what a run writes (checkpoint + outputs), for the free-space check."""
+    net, rec = built.network, cfg["record"]
+    which = rec["which"]
+    n_sel = net.n_neurons if which == "all" else net.n_rings if which == "probes" else len(which)
+    per_record = n_sel * len(rec["fields"]) + (2 * net.n_rings + 16 if rec["phases"] else 0) + 8
+    n_records = cfg["run"]["n_steps"] // rec["every"] + 1
+    itemsize = 8 if cfg["dtype"] == "float64" else 4
+    return int(2 * cfg["run"]["batch"] * (n_records * per_record + 4 * net.n_neurons) * itemsize) + 2**20
+
+
+def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = False, resume: bool = False) -> dict:
     """Build, simulate and write one run of a resolved config into `out`; returns the summary.
 
-    Raises `DiffringError` for a bad config or file before anything is written.
+    Raises `DiffringError` for a bad config, a bad file or an unwritable `out` (or too little free
+    space for it) before any work starts and before anything is written. Every finished segment is
+    checkpointed in `checkpoint_dir(out)`; after a crash or `kill -9`, `resume=True` continues from
+    it (bit for bit the uninterrupted run) and, if `out` is already complete, returns its summary.
+    The checkpoint is removed when `out` is written, and also when the run fails with a Python
+    exception (so a failed run leaves nothing behind); a kill, a crash of the process or Ctrl-C
+    keeps it.
     """
     import jax
 
     import diffring as dr
 
+    from ._checkpoint import Checkpoint, check_writable, fingerprint
+
     t_start = time.perf_counter()
+    if resume and os.path.isfile(os.path.join(out, "summary.json")):
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        summary["already_complete"] = True
+        return summary
     check_out_dir(out, overwrite)
+    check_writable(out)
     tic = time.perf_counter()
     built = build(cfg)
     jax.block_until_ready(built.state0)
     build_s = time.perf_counter() - tic
+    check_writable(out, _estimate_bytes(cfg, built))
 
-    records, state, status, timings, n_seg = simulate_segments(cfg, built, progress=progress)
+    key = fingerprint({"config": dict(cfg), "diffring": dr.__version__})
+    ckpt = Checkpoint(checkpoint_dir(out), key, resume=resume)
+    try:
+        summary = _run_and_write(cfg, out, built, ckpt, progress, overwrite, t_start, build_s)
+    except Exception:
+        ckpt.remove()
+        raise
+    ckpt.remove()
+    return summary
+
+
+def _run_and_write(cfg, out, built, ckpt, progress, overwrite, t_start, build_s):
+    import jax
+
+    import diffring as dr
+
+    records, state, status, timings, n_seg = simulate_segments(cfg, built, progress=progress, checkpoint=ckpt)
     net = built.network
     batched = status.ndim == 1
     outputs = dict(records)
@@ -231,6 +345,7 @@ def run(cfg: Mapping, out: str, *, progress: bool = True, overwrite: bool = Fals
         "R_final": R_final,
         "C1_final": C1_final,
         **final,
+        "checkpoint": ckpt.counters(),
         "timings": {"build_s": build_s, **timings},
         "timings_note": "compile_s = first call of segment 1 minus a re-run of it (tracing + XLA compilation); "
         "simulate_s = all segments after compilation, including copying records to the host; "
