@@ -60,3 +60,9 @@ from ._tasks import (
     narma10 as narma10,
     split_mask as split_mask,
 )
+from ._tuning import (
+    TunedParams as TunedParams,
+    TuningProblem as TuningProblem,
+    TuningSpace as TuningSpace,
+    tune as tune,
+)

@@ -150,8 +150,12 @@ def _moments(X, Y, m, standardize, intercept):
         mu = jnp.zeros(X.shape[1], X.dtype)
         ybar = jnp.zeros(Y.shape[1], Y.dtype)
     if standardize:
-        s = jnp.sqrt((m @ (X - mu[None, :]) ** 2) / n_m)
-        s = jnp.where(s > 0, s, jnp.ones((), X.dtype))  # constant columns stay as they are (weight 0)
+        var = (m @ (X - mu[None, :]) ** 2) / n_m
+        # (Nearly) constant columns keep scale 1 instead of being blown up from rounding noise; the
+        # inner where keeps sqrt's gradient finite.
+        tol = (100 * jnp.finfo(X.dtype).eps * (1 + jnp.abs(mu))) ** 2
+        live = var > tol
+        s = jnp.where(live, jnp.sqrt(jnp.where(live, var, jnp.ones((), X.dtype))), jnp.ones((), X.dtype))
     else:
         s = jnp.ones(X.shape[1], X.dtype)
     return mu, s, ybar
