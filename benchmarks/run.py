@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["small_world", "lattice", "batch", "smooth", "gradient"]
+ORDER = ["small_world", "lattice", "batch", "smooth", "gradient", "reservoir"]
 
 
 def scripts() -> list[Path]:

@@ -135,8 +135,10 @@ class ImageEncoder(AbstractEncoder):
 
     def __call__(self, image, key):
         seq = self.sequence(image, key)
-        item = hold_index(self.rows(), self.hold, self.steps)
-        cols = item[:, None] + np.arange(self.window)[None, :]
+        # hold_index computed in the program (iota arithmetic) rather than embedded as a constant
+        t = jnp.arange(self.steps, dtype=jnp.int32)
+        item = (t % (self.rows() * self.hold)) // self.hold
+        cols = item[:, None] + jnp.arange(self.window, dtype=jnp.int32)[None, :]
         return seq[cols]
 
 
