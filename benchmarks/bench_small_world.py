@@ -7,8 +7,10 @@ with a NumPy loop of the same equations using a SciPy CSR matrix for W in the sa
 final outputs must be identical.
 
 Target (issue 2): >= 10x faster than the NumPy loop, compilation excluded and reported separately.
-Also reported: the cost of phase tracking, and a batch of 16 input sequences (the reservoir's real
-workload) against a batched NumPy loop.
+Also reported: the builder's default `RingCoupling` against the general `SparseCoupling` of the same
+network (`diffring.as_sparse`), the same run without inputs (JAX and NumPy: what the dense
+`Win @ x` costs), the cost of phase tracking, and a batch of 16 input sequences (the reservoir's
+real workload) against a batched NumPy loop.
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ from _common import Report, fmt_s, parser, table, time_interleaved, time_python,
 import diffring as dr  # noqa: E402
 
 
-def numpy_loop(W, Win, X, v, o, alpha, theta_H, theta_L, every):
+def numpy_loop(W, Win, X, v, o, alpha, theta_H, theta_L, every, n_steps=None):
     """u = W o + Win x (W a SciPy CSR matrix), v' = a v + (1-a) u, d = u - v', trigger with hysteresis.
 
     Works for a single state (n,) or a batch of states as columns (n, B) with X (steps, n_in, B).
-    Records o every `every` steps (record 0 = initial state).
+    Records o every `every` steps (record 0 = initial state). `X=None`: no input term, `n_steps` steps.
     """
     beta = 1.0 - alpha
     recs = [o]
-    for t in range(X.shape[0]):
-        u = W @ o + Win @ X[t]
+    for t in range(X.shape[0] if X is not None else n_steps):
+        u = W @ o if X is None else W @ o + Win @ X[t]
         v = alpha * v + beta * u
         d = u - v
         o = np.where((d >= theta_H) | ((d >= theta_L) & (o == 0.0)), 0.0, 1.0)
@@ -85,14 +87,27 @@ def main():
     def batch(k):
         return dr.simulate_batch(model, sB, n_steps=k, inputs=XBj[:, :k], record=rec)
 
+    model_sparse = dr.DiscreteMap(dr.as_sparse(net))
+    assert isinstance(net.coupling, dr.RingCoupling)
+
+    def sparse(k):
+        return dr.simulate(model_sparse, s0, n_steps=k, inputs=Xj[:k], record=rec)
+
+    def free(k):
+        return dr.simulate(model, s0, n_steps=k, record=rec)
+
     fns = {
         "single": lambda: single(n_steps, rec),
+        "single-sparse": lambda: sparse(n_steps),
+        "single-free": lambda: free(n_steps),
         "single-phases": lambda: single(n_steps, rec_ph),
         "batch": lambda: batch(n_steps),
     }
     # The same programs with two record blocks: their first call estimates the compile time.
     compile_fns = {
         "single": lambda: single(2 * every, rec),
+        "single-sparse": lambda: sparse(2 * every),
+        "single-free": lambda: free(2 * every),
         "single-phases": lambda: single(2 * every, rec_ph),
         "batch": lambda: batch(2 * every),
     }
@@ -105,6 +120,9 @@ def main():
     t_np, c_np, (v_ref, o_ref, rec_ref) = time_python(
         lambda: numpy_loop(W, Win, X, v0, o0, alpha, 0.49, 0.2, every), max(3, min(repeats, 5))
     )
+    t_np0, c_np0, (v_free, _, rec_free) = time_python(
+        lambda: numpy_loop(W, None, None, v0, o0, alpha, 0.49, 0.2, every, n_steps), max(3, min(repeats, 5))
+    )
     XBt = np.ascontiguousarray(np.transpose(XB, (1, 2, 0)))  # (steps, n_in, B)
     vB0, oB0 = np.asarray(sB.v).T.copy(), np.asarray(sB.o).T.copy()
     t_npb, c_npb, (vB_ref, oB_ref, recB_ref) = time_python(
@@ -113,27 +131,41 @@ def main():
 
     sol = fns["single"]()
     same = bool(np.array_equal(np.asarray(sol.o), rec_ref))
+    same_sparse = bool(np.array_equal(np.asarray(fns["single-sparse"]().o), rec_ref))
+    same_free = bool(np.array_equal(np.asarray(fns["single-free"]().o), rec_free))
     v_err = float(np.max(np.abs(np.asarray(sol.state.v) - v_ref)))
     solB = fns["batch"]()
     sameB = bool(np.array_equal(np.asarray(solB.o), np.transpose(recB_ref, (2, 0, 1))))
 
-    def row(label, comp, wall, cpu, b=1):
+    def row(label, comp, wall, cpu, b=1, ref=(t_np, c_np)):
         return [
             label,
             "-" if comp is None else fmt_s(comp),
             fmt_s(wall / b),
             fmt_s(cpu / b),
             f"{wall / b / n_steps * 1e6:.2f} us",
-            f"{t_np / (wall / b):.1f}",
-            f"{c_np / (cpu / b):.1f}",
+            f"{ref[0] / (wall / b):.1f}",
+            f"{ref[1] / (cpu / b):.1f}",
         ]
+
+    def jrow(label, name):
+        return row(label, res[name][0], res[name][1], res[name][3])
 
     t1, c1 = res["single"][1], res["single"][3]
     rows = [
         row("NumPy loop (SciPy CSR W), single run", None, t_np, c_np),
-        row("diffring.simulate, phases=False", res["single"][0], t1, c1),
+        jrow("diffring.simulate, phases=False (RingCoupling, the default)", "single"),
+        jrow("diffring.simulate, phases=False, SparseCoupling (as_sparse)", "single-sparse"),
         row(
             "diffring.simulate, phases=True", res["single-phases"][0], res["single-phases"][1], res["single-phases"][3]
+        ),
+        row("NumPy loop without inputs (speed-up column: vs itself)", None, t_np0, c_np0, ref=(t_np0, c_np0)),
+        row(
+            "diffring.simulate without inputs (speed-up vs the NumPy loop without inputs)",
+            res["single-free"][0],
+            res["single-free"][1],
+            res["single-free"][3],
+            ref=(t_np0, c_np0),
         ),
         row(f"NumPy loop, batch of {B} input sequences (per member)", None, t_npb, c_npb, B),
         row(f"diffring.simulate_batch, B = {B} (per member)", res["batch"][0], res["batch"][1], res["batch"][3], B),
@@ -154,8 +186,14 @@ def main():
     )
     rep.add()
     rep.add(
-        f"Agreement: recorded outputs identical to the NumPy loop: single {same}, batch {sameB}; "
-        f"final max |v - v_ref| = {v_err:.2e}."
+        f"Agreement: recorded outputs identical to the NumPy loop: single {same}, SparseCoupling {same_sparse}, "
+        f"without inputs {same_free}, batch {sameB}; final max |v - v_ref| = {v_err:.2e}."
+    )
+    rep.add(
+        f"RingCoupling vs SparseCoupling (wall / CPU): {res['single-sparse'][1] / t1:.2f}x / "
+        f"{res['single-sparse'][3] / c1:.2f}x faster. Cost of the dense input drive `Win @ x` "
+        f"({n} x 8 per step): {(t1 - res['single-free'][1]) / n_steps * 1e6:+.2f} us/step wall, "
+        f"{(c1 - res['single-free'][3]) / n_steps * 1e6:+.2f} us/step CPU."
     )
     rep.add(
         f"Phase tracking cost (wall / CPU): {100 * (res['single-phases'][1] / t1 - 1):+.0f} % / "
