@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("reservoir", parents=[common], help="reservoir computing: encode, simulate, read out, score")
     rs.add_argument("--out", metavar="DIR", help="output directory (default: runs/<YYYYmmdd-HHMMSS>)")
     rs.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
+    ex = sub.add_parser("experiment", help="run experiment E1 ... E6 of the lattice study (configs/experiments/)")
+    ex.add_argument("name", nargs="?", metavar="NAME", help="E1 ... E6 or the full name, e.g. E2_xi_growth")
+    ex.add_argument("--list", action="store_true", help="list the experiments and exit")
+    ex.add_argument("--small", action="store_true", help="the config's documented small size (smoke test)")
+    ex.add_argument("--out", metavar="DIR", help="default: docs/results (full) or runs/experiments-small (--small)")
+    ex.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex.add_argument("--report-only", action="store_true", help="redo analysis, figures and report from DIR's data.npz")
+    ex.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sw = sub.add_parser("sweep", help="run a grid of configs x seeds (SWEEP.yaml) into DIR/results.zarr")
     sw.add_argument("sweep", nargs="?", metavar="SWEEP.yaml", help="base config, grid and seeds (docs/sweeps.md)")
     sw.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/<YYYYmmdd-HHMMSS>)")
@@ -87,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reservoir":
             return _reservoir(args)
+        if args.command == "experiment":
+            return _experiment(args)
         if args.command == "sweep":
             return _sweep(args)
         cfg = resolved_config(args.config, args.overrides)
@@ -214,6 +224,33 @@ def _sweep(args) -> int:
         )
     )
     print(f"diffring: sweep {out}: {done}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _experiment(args) -> int:
+    """`diffring experiment NAME [--small] [--out DIR]` and `--list`; errors are handled by `main`."""
+    from ._errors import DiffringError
+    from ._experiments import EXPERIMENTS, get_experiment, load_experiment_config, reanalyse, run_experiment
+
+    if args.list:
+        for name, exp in EXPERIMENTS.items():
+            print(f"{name.split('_')[0]:4s}{name:22s}{exp.title}")
+        return EXIT_OK
+    if args.name is None:
+        raise DiffringError("NAME", None, "required: one of E1 ... E6 (see diffring experiment --list)")
+    exp = get_experiment(args.name)
+    if load_experiment_config(exp.name, args.small).get("dtype", "float64") == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # the CLI, not the library, flips this process-wide switch
+    if args.report_only:
+        s = reanalyse(exp.name, args.out, small=args.small)
+        print(f"diffring: rewrote the {s['experiment']} report from its data.npz", file=sys.stderr)
+        return EXIT_OK
+    cmd = f"diffring experiment {args.name}" + (" --small" if args.small else "")
+    cmd += f" --out {args.out}" if args.out else ""
+    s = run_experiment(exp.name, args.out, small=args.small, progress=not args.quiet, command=cmd)
+    print(f"diffring: wrote {s['experiment']} ({s['simulate_s']:.0f} s)", file=sys.stderr)
     return EXIT_OK
 
 
