@@ -1,5 +1,11 @@
 """diffring: batched, differentiable simulation of differentiating-neuron ring oscillators."""
 
+from ._adaptive import (
+    AbstractTableau as AbstractTableau,
+    AdaptiveRK as AdaptiveRK,
+    DormandPrince54 as DormandPrince54,
+    Tsitouras54 as Tsitouras54,
+)
 from ._builders import (
     as_sparse as as_sparse,
     chain as chain,

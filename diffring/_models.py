@@ -238,7 +238,9 @@ class SmoothRelaxation(AbstractModel):
         d = u - y.v
         beta = jnp.asarray(self.beta, net.dtype)
         lo, hi = self.effective_thresholds()
-        target = jax.nn.sigmoid(beta * (lo + (hi - lo) * y.o - d))
+        # sigmoid(z) as (1 + tanh(z / 2)) / 2: the same function to 4e-16 (absolute); XLA's CPU tanh
+        # is about 1.5x cheaper than its logistic in float64, and this is the field's dominant cost.
+        target = 0.5 + 0.5 * jnp.tanh(0.5 * beta * (lo + (hi - lo) * y.o - d))
         return State(d / net.tau, (target - y.o) / jnp.asarray(self.eps_o, net.dtype))
 
 
