@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from ._errors import DiffringError, check_choice, check_int
-from ._models import AbstractModel, AbstractSteppedModel, SmoothRelaxation, State
+from ._models import AbstractModel, AbstractSteppedModel, DiscreteMap, SmoothRelaxation, State
 from ._phases import PhaseTracker, order_parameter
 
 STATUS_OK = 0
@@ -109,6 +109,10 @@ class AbstractMethod(eqx.Module):
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record) -> Solution:
         """Advance `model` from `state0` by `n_steps` samples of `model.dt`."""
 
+    def resolve(self, model, state0, inputs) -> AbstractMethod:
+        """Settle choices that depend on concrete values, before tracing (`simulate` calls this)."""
+        return self
+
 
 def _records(record, network, t, state, tracker):
     out: dict[str, Any] = {}
@@ -175,8 +179,52 @@ def _block_scan(block, c0, xs, n_blocks, checkpoint, segment):
     return c, ys
 
 
-def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, unroll, checkpoint, segment):
-    """Run `step(state, x) -> (state, ok)` n_steps times in record blocks; the loop of `MapScan`."""
+class _PlainCarry:
+    """The loop carries the `State` itself."""
+
+    @staticmethod
+    def encode(state):
+        return state
+
+    @staticmethod
+    def decode(carry):
+        return carry
+
+    @staticmethod
+    def outputs(carry, index):
+        return carry.o[..., index]
+
+
+class _SignPackedCarry:
+    """The loop carries one array w = v where o = 1 and -v where o = 0 (-0.0 for v = 0).
+
+    Exact when v >= 0 and o is 0 or 1 throughout, which holds for the hard map when the weights, the
+    inputs and v0 are nonnegative (v is then a convex combination of nonnegative numbers). With one
+    array instead of two, XLA CPU emits the step as one fused loop instead of one per output array
+    (benchmarks/bench_lattice.py measures the gain).
+    """
+
+    @staticmethod
+    def encode(state):
+        return jnp.where(state.o == 0, -jnp.abs(state.v), jnp.abs(state.v))
+
+    @staticmethod
+    def decode(w):
+        return State(jnp.abs(w), jnp.where(jnp.signbit(w), jnp.zeros((), w.dtype), jnp.ones((), w.dtype)))
+
+    @staticmethod
+    def outputs(w, index):
+        w = w[..., index]
+        return jnp.where(jnp.signbit(w), jnp.zeros((), w.dtype), jnp.ones((), w.dtype))
+
+
+def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, unroll, checkpoint, segment,
+                  carry=_PlainCarry):
+    """Run `step(state, x) -> (state, ok)` n_steps times in record blocks; the loop of `MapScan`.
+
+    `carry` says how the state is held inside the inner loop (`_PlainCarry` or `_SignPackedCarry`);
+    records, phases and status always see the decoded `State`.
+    """
     every = record.every
     n_blocks = n_steps // every
     dtype = net.dtype
@@ -186,24 +234,30 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
     xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
 
     def inner(c, x):
-        state, tracker, ok, k = c
+        w, trk, ok, k = c
+        state, ok_step = step(carry.decode(w), x)
+        w_new = carry.encode(state)
         if record.phases:
-            # Register the state *before* stepping it (registering the state a block ended on a
-            # second time is a no-op), then make the step depend on the tracker through an exact
-            # no-op (+ 0 * a finite time). Reading o after the step made XLA copy all of o every
-            # step to update it in place; this way the read is ordered before the in-place write.
-            tracker = tracker.update(state.o[probes], t0 + k.astype(dtype) * dt)
-            state = State(state.v, state.o + jnp.zeros((), dtype) * tracker.last[..., 0])
-        state, ok_step = step(state, x)
-        return (state, tracker, ok & ok_step, k + 1), None
+            # A fall of a probe between the state before and after step k is a fire at t_{k+1}
+            # (`PhaseTracker.update` semantics). The tracker rides in one packed buffer.
+            fell = (carry.outputs(w, probes) >= 0.5) & (carry.outputs(w_new, probes) < 0.5)
+            trk = PhaseTracker.register_packed(trk, fell, t0 + (k + 1).astype(dtype) * dt)
+        return (w_new, trk, ok & ok_step, k + 1), None
 
     def block(c_outer, x):
-        c, _ = jax.lax.scan(inner, c_outer[:4], x, length=every, unroll=unroll)
-        state, tracker, ok, k = c
+        state, tracker, ok, k, finite = c_outer
+        w = carry.encode(state)
+        trk = None
+        if record.phases:
+            # No-op unless the caller's tracker has not seen state0 (its o_prev differs).
+            tracker = tracker.update(carry.outputs(w, probes), t0 + k.astype(dtype) * dt)
+            trk = tracker.packed()
+        (w, trk, ok, k), _ = jax.lax.scan(inner, (w, trk, ok, k), x, length=every, unroll=unroll)
+        state = carry.decode(w)
         t = t0 + k.astype(dtype) * dt
         if record.phases:
-            tracker = tracker.update(state.o[probes], t)
-        finite = c_outer[4] & _finite(state)  # sticky: a transient NaN/inf still marks the member
+            tracker = PhaseTracker.from_packed(trk, carry.outputs(w, probes))
+        finite = finite & _finite(state)  # sticky: a transient NaN/inf still marks the member
         return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
 
     c0 = (state0, tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
@@ -228,21 +282,55 @@ class MapScan(AbstractMethod):
     unroll: int = eqx.field(static=True, default=1)
     checkpoint: bool = eqx.field(static=True, default=False)
     segment: int = eqx.field(static=True, default=1000)
+    pack: bool | str = eqx.field(static=True, default="auto")
 
     def __check_init__(self):
         check_int("method.unroll", self.unroll, minimum=1)
         check_int("method.segment", self.segment, minimum=1)
+        check_choice("method.pack", self.pack, ("auto", True, False))
+
+    def resolve(self, model, state0, inputs) -> MapScan:
+        if self.pack != "auto":
+            return self
+        return dataclasses.replace(self, pack=_sign_packable(model, state0, inputs))
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, AbstractSteppedModel):
             raise DiffringError("method", "MapScan",
                                 f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
         net = model.network
+        # "auto" left unresolved (run called directly, e.g. under a caller's jit): the plain carry.
+        carry = _SignPackedCarry if self.pack is True else _PlainCarry
         t, recs, status, state, tracker = _scan_records(
             net, model.make_step(), model.dt, state0, inputs, tracker0, t0, n_steps, record,
-            self.unroll, self.checkpoint, self.segment,
+            self.unroll, self.checkpoint, self.segment, carry,
         )
         return _solution(t, recs, status, state, tracker, {}, record)
+
+
+def _concrete(*arrays) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def _sign_packable(model, state0, inputs) -> bool:
+    """Whether `_SignPackedCarry` is exact for this run: the hard map with nonnegative weights,
+    inputs and v0, and outputs exactly 0 or 1 (checked on concrete values; traced values: no)."""
+    from ._threshold import HardThreshold
+
+    if not (isinstance(model, DiscreteMap) and isinstance(model.threshold, HardThreshold)):
+        return False
+    net = model.network
+    weights = jax.tree.leaves(eqx.filter(net.coupling, eqx.is_inexact_array))
+    arrays = [*weights, state0.v, state0.o, net.tau]
+    if inputs is not None and net.win is not None:
+        arrays += [inputs, net.win]
+    if not _concrete(*arrays):
+        return False
+    checks = [jnp.all(w >= 0) for w in weights]
+    checks += [jnp.all(state0.v >= 0), jnp.all((state0.o == 0) | (state0.o == 1)), jnp.all(net.tau > 0)]
+    if inputs is not None and net.win is not None:
+        checks += [jnp.all(jnp.asarray(inputs) >= 0), jnp.all(net.win >= 0)]
+    return bool(np.all([bool(c) for c in checks]))
 
 
 class _LaneIndependentTerm(diffrax.ODETerm):
@@ -547,7 +635,7 @@ def simulate(
     `Solution` (as `state0`, `tracker`, `t0`) to continue a run in segments.
     """
     n_steps = _check_run(model, state0, inputs, n_steps, t1, record)
-    method = model.default_method if method is None else method
+    method = (model.default_method if method is None else method).resolve(model, state0, inputs)
     t0 = jnp.asarray(t0, model.network.dtype)  # traced, not static: continuing a run does not recompile
     if tracker is None:
         tracker = _tracker0(model, state0, record, t0)
@@ -596,7 +684,7 @@ def simulate_batch(
             raise DiffringError("input", f"shape {inputs.shape}", f"expected (batch = {B}, n_steps, n_in) or (n_steps, n_in)")
         _check_run(model, jax.tree.map(lambda a: a[0], state0), inputs[0] if inputs.ndim == 3 else inputs,
                    n_steps, None, record)
-    method = model.default_method if method is None else method
+    method = (model.default_method if method is None else method).resolve(model, state0, inputs)
     if chunk_size is not None:
         chunk_size = check_int("run.chunk_size", chunk_size, minimum=1)
     if model_axes is None:
