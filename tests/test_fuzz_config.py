@@ -268,3 +268,39 @@ def test_cli_runs_kind_configs_or_fails_with_one_line(tmp_path_factory, cfg):
     else:
         event("ran")
         assert sorted(os.listdir(out)) == ["config.yaml", "outputs.npz", "summary.json"]
+
+
+sweep_text = st.one_of(
+    yaml_text,
+    st.builds(
+        lambda g, s: yaml.safe_dump({"base": BASE, "grid": g, "seeds": s}),
+        st.dictionaries(st.sampled_from(KEYS), st.lists(values, max_size=2), max_size=2),
+        st.lists(small_int, max_size=2),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=sweep_text)
+def test_cli_sweep_file_fails_with_one_line_before_work(tmp_path_factory, text):
+    """Malformed SWEEP.yaml files: exit 2, one line, DIR not created. (Valid ones are not run here.)"""
+    import contextlib
+    import io
+
+    from diffring._sweep import load_sweep
+
+    d = tmp_path_factory.mktemp("fuzz")
+    (d / "s.yaml").write_text(text)
+    try:
+        validate_sweep(load_sweep(str(d / "s.yaml")))
+        event("valid sweep (not run)")
+        return
+    except DiffringError:
+        pass
+    out = d / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["sweep", str(d / "s.yaml"), "--out", str(out), "--quiet"])
+    text_err = err.getvalue()
+    assert rc == 2 and len(text_err.strip().splitlines()) == 1 and "diffring: error:" in text_err, text_err
+    assert not out.exists()
