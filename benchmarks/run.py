@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["small_world", "lattice", "batch", "smooth", "gradient", "reservoir", "sweep"]
+ORDER = ["small_world", "lattice", "batch", "smooth", "gradient", "reservoir", "sweep", "observables"]
 
 
 def scripts() -> list[Path]:

@@ -188,10 +188,15 @@ def local_order(
     if periodic and any(2 * radius + 1 > L for L in grid):
         raise DiffringError("radius", radius, f"expected 2 radius + 1 <= every periodic side {grid}")
     w = _weights(theta, valid)
-    z = _unit(theta, w)
-    zs = _box_sum(z, len(lead), grid, radius, periodic)
-    ws = _box_sum(w, len(lead), grid, radius, periodic)
-    return jnp.where(ws > 0, jnp.abs(zs) / jnp.maximum(ws, 1), 0)
+    return _local_order(w, w * jnp.cos(theta), w * jnp.sin(theta), len(lead), grid, radius, periodic)
+
+
+def _local_order(w, wc, ws, lead_nd, grid, radius, periodic):
+    """`local_order` from the weights w and the weighted unit vectors (w cos theta, w sin theta)."""
+    zc = _box_sum(wc, lead_nd, grid, radius, periodic)
+    zs = _box_sum(ws, lead_nd, grid, radius, periodic)
+    n = _box_sum(w, lead_nd, grid, radius, periodic)
+    return jnp.where(n > 0, jnp.sqrt(zc * zc + zs * zs) / jnp.maximum(n, 1), 0)
 
 
 # --- correlations -------------------------------------------------------------------------------
@@ -220,24 +225,28 @@ def correlation_axes(
         raise DiffringError("axis", axis, f"expected a grid axis < {len(grid)}")
     max_delta = _check_max_delta(max_delta, tuple(grid[i] for i in axes), periodic)
     w = _weights(theta, valid)
-    z = _unit(theta, w)
-    wz = jax.lax.complex(w, jnp.zeros_like(w))
-    spatial = tuple(range(len(lead), len(lead) + len(grid)))
-    num = jnp.zeros(lead + (max_delta + 1,), theta.dtype)
-    den = jnp.zeros(lead + (max_delta + 1,), theta.dtype)
+    return _correlation_axes(_unit(theta, w), w, len(lead), grid, axes, max_delta, periodic)
+
+
+def _correlation_axes(z, w, lead_nd, grid, axes, max_delta, periodic):
+    """`correlation_axes` from z = w exp(i theta) and the weights w (pair counts by a real FFT)."""
+    lead = z.shape[:lead_nd]
+    spatial = tuple(range(lead_nd, lead_nd + len(grid)))
+    num = jnp.zeros(lead + (max_delta + 1,), w.dtype)
+    den = jnp.zeros(lead + (max_delta + 1,), w.dtype)
+
+    def pooled(S, ax, others):
+        S = jax.lax.slice_in_dim(S, 0, max_delta + 1, axis=ax)
+        return jnp.moveaxis(jnp.sum(S, axis=others, keepdims=True), ax, -1).reshape(lead + (max_delta + 1,))
+
     for i in axes:
-        ax = len(lead) + i
+        ax = lead_nd + i
         n = grid[i] if periodic else 2 * grid[i]
         others = tuple(a for a in spatial if a != ax)
-        for acc_name, field in (("num", z), ("den", wz)):
-            F = jnp.fft.fft(field, n=n, axis=ax)
-            S = jnp.real(jnp.fft.ifft(F * jnp.conj(F), axis=ax))  # S[D] = sum_r f_{r+D} conj(f_r)
-            S = jax.lax.slice_in_dim(S, 0, max_delta + 1, axis=ax)
-            S = jnp.moveaxis(jnp.sum(S, axis=others, keepdims=True), ax, -1).reshape(lead + (max_delta + 1,))
-            if acc_name == "num":
-                num = num + S
-            else:
-                den = den + S
+        F = jnp.fft.fft(z, n=n, axis=ax)
+        num = num + pooled(jnp.real(jnp.fft.ifft(F * jnp.conj(F), axis=ax)), ax, others)  # sum_r z_{r+D} conj(z_r)
+        G = jnp.fft.rfft(w, n=n, axis=ax)
+        den = den + pooled(jnp.fft.irfft(G * jnp.conj(G), n=n, axis=ax), ax, others)
     den = jnp.round(den)  # pair counts are integers; FFT rounding would otherwise leak into C
     return jnp.where(den > 0.5, num / jnp.maximum(den, 1), 0)
 
@@ -478,22 +487,36 @@ class Domains(eqx.Module):
 
 
 def _labels_one(connect, valid):
-    """Min-label flooding with pointer jumping on one grid; connect (ndim, *grid), valid (*grid)."""
+    """Connected-component labels on one grid; connect (ndim, *grid), valid (*grid).
+
+    Min-label propagation on the flat ring index with hooking and pointer jumping: each sweep
+    takes the smallest label among a ring and its connected neighbours (one gather from a static
+    neighbour table), hooks the ring's current label onto it (scatter-min, so whole trees merge at
+    once) and jumps once. Labels only decrease and stay inside their component; at the fixed point
+    every connected pair agrees, so each ring holds its component's smallest index. A few sweeps
+    (~log of the domain diameter) instead of one per lattice step.
+    """
     grid = valid.shape
+    nd = len(grid)
     n = math.prod(grid)
-    big = jnp.asarray(n, jnp.int32)
-    lab0 = jnp.where(valid, jnp.arange(n, dtype=jnp.int32).reshape(grid), big)
-    back = [jnp.roll(connect[a], 1, axis=a) for a in range(len(grid))]
+    idx = np.arange(n, dtype=np.int32).reshape(grid)
+    table = [np.roll(idx, -1, axis=a).reshape(-1) for a in range(nd)] + [
+        np.roll(idx, 1, axis=a).reshape(-1) for a in range(nd)
+    ]
+    conn = [connect[a].reshape(-1) for a in range(nd)] + [
+        jnp.roll(connect[a], 1, axis=a).reshape(-1) for a in range(nd)
+    ]
+    self_ = jnp.arange(n, dtype=jnp.int32)
+    nbr = jnp.stack([jnp.where(c, jnp.asarray(t), self_) for c, t in zip(conn, table, strict=True)], axis=-1)
     vflat = valid.reshape(-1)
+    big = jnp.asarray(n, jnp.int32)
+    lab0 = jnp.where(vflat, self_, big)
 
     def sweep(lab):
-        m = lab
-        for a in range(len(grid)):
-            m = jnp.minimum(m, jnp.where(connect[a], jnp.roll(lab, -1, axis=a), big))
-            m = jnp.minimum(m, jnp.where(back[a], jnp.roll(lab, 1, axis=a), big))
-        flat = m.reshape(-1)
-        jumped = jnp.where(vflat, flat[jnp.minimum(flat, n - 1)], big)
-        return jnp.minimum(flat, jumped).reshape(grid)
+        m = jnp.minimum(lab, jnp.min(lab[nbr], axis=-1))
+        m = jnp.minimum(m, m.at[jnp.minimum(lab, n - 1)].min(m))  # invalid rings carry m = big: no-op
+        m = jnp.minimum(m, m[jnp.minimum(m, n - 1)])
+        return jnp.where(vflat, m, big)
 
     def cond(c):
         _, changed, i = c
@@ -505,8 +528,8 @@ def _labels_one(connect, valid):
         return new, jnp.any(new != lab), i + 1
 
     lab, _, _ = jax.lax.while_loop(cond, body, (lab0, jnp.asarray(True), jnp.asarray(0, jnp.int32)))
-    sizes = jax.ops.segment_sum(vflat.astype(jnp.int32), jnp.where(vflat, lab.reshape(-1), n), num_segments=n + 1)[:n]
-    return jnp.where(valid, lab, -1), sizes
+    sizes = jax.ops.segment_sum(vflat.astype(jnp.int32), lab, num_segments=n + 1)[:n]
+    return jnp.where(valid, lab.reshape(grid), -1), sizes
 
 
 @eqx.filter_jit
@@ -523,15 +546,21 @@ def domains(
     by iterative min-label propagation in a `lax.while_loop` (static shapes; jit/vmap-able)."""
     lead, grid = _split(theta, ndim)
     exists, wall = _bonds(theta, valid, k, threshold, ndim, periodic)
-    connect = (exists & ~wall).reshape((-1, len(grid)) + grid)
-    ok = (jnp.ones(theta.shape, bool) if valid is None else valid).reshape((-1,) + grid)
+    ok = jnp.ones(theta.shape, bool) if valid is None else valid
+    return _domains(exists & ~wall, ok, lead, grid, theta.dtype)
+
+
+def _domains(connect, ok, lead, grid, dtype):
+    """`domains` from the non-wall bonds `connect` (*lead, ndim, *grid) and the valid rings."""
+    connect = connect.reshape((-1, len(grid)) + grid)
+    ok = ok.reshape((-1,) + grid)
     labels, sizes = jax.vmap(_labels_one)(connect, ok)
     labels = labels.reshape(lead + grid)
     sizes = sizes.reshape(lead + (-1,))
     n_dom = jnp.sum(sizes > 0, axis=-1, dtype=jnp.int32)
     largest = jnp.max(sizes, axis=-1)
-    n_valid = jnp.sum(sizes, axis=-1).astype(theta.dtype)
-    mean = jnp.where(n_dom > 0, n_valid / jnp.maximum(n_dom, 1).astype(theta.dtype), 0)
+    n_valid = jnp.sum(sizes, axis=-1).astype(dtype)
+    mean = jnp.where(n_dom > 0, n_valid / jnp.maximum(n_dom, 1).astype(dtype), 0)
     return Domains(labels, sizes, n_dom, largest, mean)
 
 
@@ -610,6 +639,16 @@ def fire_counts(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Int[Ar
 # --- the on-the-fly / post-hoc bundle ----------------------------------------------------------------
 
 
+def _materialised(f, ok):
+    """f() computed once into buffers. XLA on CPU otherwise recomputes a cheap-looking producer
+    (here cos/sin of 4096 phases) inside every fusion that reads it; a loop whose trip count it
+    cannot prove (one iteration: `ok` has no negative entries) is a boundary it does not fuse across."""
+    out = jax.eval_shape(f)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
+    once = jnp.asarray(1, jnp.int32) + jnp.minimum(jnp.min(ok.astype(jnp.int32)), 0)  # == 1 at run time
+    return jax.lax.fori_loop(0, once, lambda i, _: f(), zeros)
+
+
 def is_periodic(network: Network) -> bool:
     """Whether a builder made the network's grid periodic (from `network.kind`)."""
     return network.kind.endswith("-periodic")
@@ -653,27 +692,31 @@ def lattice_observables(
         out = {"R": order_parameter(phase, valid), "k": k, "k_mean": jnp.mean(k.astype(phase.dtype), axis=-1)}
         if grid is None:
             return out
+        # One pass: cos/sin of the phases, the bonds and the walls are computed once and shared by
+        # the local order, the correlations and the domains (the cost is mostly these, not the FFTs).
         th, ok, kg = as_grid(phase, grid), as_grid(valid, grid), as_grid(k, grid)
         nd = len(grid)
-        kw = dict(ndim=nd, periodic=periodic)
+        lead_nd = th.ndim - nd
         w = ok.astype(phase.dtype)
-        spatial = tuple(range(th.ndim - nd, th.ndim))
-        rl = local_order(th, ok, radius=radius, **kw)
+        wc, ws = _materialised(lambda: (w * jnp.cos(th), w * jnp.sin(th)), ok)
+        z = jax.lax.complex(wc, ws)
+        spatial = tuple(range(lead_nd, th.ndim))
+        rl = _local_order(w, wc, ws, lead_nd, grid, radius, periodic)
         out["R_local"] = jnp.sum(w * rl, axis=spatial) / jnp.maximum(jnp.sum(w, axis=spatial), 1)
-        C = correlation_axes(th, ok, max_delta=max_delta, **kw)
+        C = _correlation_axes(z, w, lead_nd, grid, range(nd), max_delta, periodic)
         out["C"] = C
         if isotropic:
-            out["C_iso"] = correlation_isotropic(th, ok, max_delta=max_delta, **kw)
+            out["C_iso"] = correlation_isotropic(th, ok, max_delta=max_delta, ndim=nd, periodic=periodic)
         out["xi_fit"] = fit(C, xi_max)
         out["xi_cross"] = crossing(C, xi_max)
         kk = kg if k_walls else None
         exists, wall = _bonds(th, ok, kk, threshold, nd, periodic)
-        wall_axes = tuple(range(th.ndim - nd, wall.ndim))
+        wall_axes = tuple(range(lead_nd, wall.ndim))
         n_b = jnp.sum(exists, axis=wall_axes)
         n_w = jnp.sum(wall, axis=wall_axes, dtype=jnp.int32)
         out["n_walls"] = n_w
         out["wall_density"] = n_w.astype(phase.dtype) / jnp.maximum(n_b, 1).astype(phase.dtype)
-        dom = domains(th, ok, k=kk, threshold=threshold, **kw)
+        dom = _domains(exists & ~wall, ok, th.shape[:lead_nd], grid, phase.dtype)
         out["n_domains"] = dom.n_domains
         out["largest_domain"] = dom.largest
         out["mean_domain_size"] = dom.mean_size
