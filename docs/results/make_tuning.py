@@ -211,7 +211,12 @@ def main():
             r = run_one(task, seed, a)
             print(json.dumps({k: v for k, v in r.items() if k != "losses"}), flush=True)
             rows.append(r)
-    write(rows, a, time.time() - t_start)
+            write(rows, a, time.time() - t_start)  # after every run, so a stopped run keeps its results
+
+
+def _se(v):
+    """Standard error of the mean over seeds."""
+    return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
 def write(rows, a, elapsed):
@@ -294,12 +299,11 @@ def write(rows, a, elapsed):
         t = np.array([r["after"] for r in rr])
         d = t - b
         n = len(rr)
-        se = lambda v: float(np.std(v, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
         metric = "test accuracy" if task == "digits" else "test NRMSE"
         better = int(np.sum(d > 0)) if task == "digits" else int(np.sum(d < 0))
         L.append(
-            f"| {task} | {metric} | {b.mean():.4f} +- {se(b):.4f} | {t.mean():.4f} +- {se(t):.4f} | "
-            f"{d.mean():+.4f} +- {se(d):.4f} | {better} / {n} |"
+            f"| {task} | {metric} | {b.mean():.4f} +- {_se(b):.4f} | {t.mean():.4f} +- {_se(t):.4f} | "
+            f"{d.mean():+.4f} +- {_se(d):.4f} | {better} / {n} |"
         )
     L.append("")
     pathlib.Path(a.out).write_text("\n".join(L) + "\n")
