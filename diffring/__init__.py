@@ -32,6 +32,13 @@ from ._coupling import (
     SparseCoupling as SparseCoupling,
 )
 from ._errors import DiffringError as DiffringError
+from ._experiments import (
+    EXPERIMENTS as EXPERIMENTS,
+    fit_power_law as fit_power_law,
+    ratio_ci as ratio_ci,
+    run_experiment as run_experiment,
+    steady_state as steady_state,
+)
 from ._models import (
     AbstractModel as AbstractModel,
     AbstractSteppedModel as AbstractSteppedModel,

@@ -907,7 +907,21 @@ class E4Sharing(AbstractExperiment):
             }
             for k in ("xi_fit", "xi_cross", "mean_domain_size", "largest_domain", "wall_density", "C1"):
                 r[k] = steady_state(t, data[f"{key}/{k}"].astype(float), frac=ss["frac"], tol=ss["tol"])
+            m = data[f"{key}/xi_fit"].astype(float).mean(0)
+            below = np.flatnonzero(m < 0.95 * res["L"])  # <xi> >= 0.95 L from t_xi_L to the end of the run
+            r["t_xi_L"] = (
+                None if below.size and below[-1] == t.size - 1 else float(t[below[-1] + 1 if below.size else 0])
+            )
             res["conditions"].append(r)
+        by = {r["label"]: r for r in res["conditions"]}
+        res["pairs"] = []
+        for a, b in cfg.get("pairs", []):
+            if a in by and b in by:
+                p = {"a": a, "b": b}
+                for k in ("xi_fit", "mean_domain_size"):
+                    p[k] = ratio_ci(by[a][k]["per_seed"], by[b][k]["per_seed"], seed=cfg["seed"])
+                    p[k + "_capped"] = bool(by[a][k]["mean"] >= 0.95 * (res["L"] if k == "xi_fit" else res["L"] ** 2))
+                res["pairs"].append(p)
         ref = next((r for r in res["conditions"] if r["label"] == cfg["reference"]), None)
         if ref is not None:
             res["reference"] = cfg["reference"]
@@ -927,23 +941,31 @@ class E4Sharing(AbstractExperiment):
             m = [c[k]["mean"] for c in conds]
             e = [c[k]["sem"] for c in conds]
             colors = ["C0" if c["scheme"] == "S0" else "C1" if c["scheme"] == "S1" else "C2" for c in conds]
-            ax.bar(x, m, yerr=e, color=colors, capsize=3)
+            hatch = ["//" if c["active_final"] < 0.5 else "" for c in conds]  # silent lattices
+            ax.bar(x, m, yerr=e, color=colors, capsize=3, hatch=hatch)
             for xi, c in zip(x, conds, strict=True):
                 ax.plot(np.full(len(c[k]["per_seed"]), xi), c[k]["per_seed"], "k.", ms=2)
             ax.set_xticks(x, [c["label"] for c in conds], rotation=60, ha="right", fontsize=7)
             ax.set_ylabel(yl)
             ax.set_yscale("log")
+            ax.set_ylim(bottom=0.1 if k == "xi_fit" else 0.5)
+        fig.suptitle("steady state (last 20 % of the run); blue S0, orange S1, green S2; hatched = silent", fontsize=9)
         fig.savefig(os.path.join(directory, "steady_state.png"), dpi=110)
         t = data["t"]
-        fig2, ax2 = _fig(1, 1, (7, 4.5))
+        fig2, ax2 = _fig(2, 1, (12, 4.5))
         for c in conds:
-            _band(ax2[0, 0], t, data[f"{c['label']}/xi_fit"], c["label"])
-        ax2[0, 0].set_xscale("log")
-        ax2[0, 0].set_yscale("log")
-        ax2[0, 0].set_xlabel("t")
-        ax2[0, 0].set_ylabel("xi")
-        ax2[0, 0].set_ylim(0.1, 1.5 * results["L"])
-        ax2[0, 0].legend(fontsize=6, ncol=2)
+            if c["active_final"] < 0.5:
+                continue  # silent lattices (mean aggregation) have no phases to correlate
+            ax = ax2[0, 0] if c["scheme"] == "S0" else ax2[0, 1]
+            _band(ax, t, data[f"{c['label']}/xi_fit"], c["label"])
+        for ax, title in zip(ax2[0], ("S0 (link coupling)", "S1 / S2 (shared neurons), sum"), strict=True):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("t")
+            ax.set_ylabel("xi (ExpFit)")
+            ax.set_ylim(0.1, 1.5 * results["L"])
+            ax.set_title(title + "; mean +- sem over seeds", fontsize=9)
+            ax.legend(fontsize=7)
         fig2.savefig(os.path.join(directory, "xi_t.png"), dpi=110)
         return ["steady_state.png", "xi_t.png"]
 
@@ -979,6 +1001,24 @@ class E4Sharing(AbstractExperiment):
                 f"{_pm(r['C1']['mean'], r['C1']['sem'], '.3f')} |"
             )
         L += ["", "## Does the steady-state correlation size depend on the sharing scheme?", ""]
+        if results.get("pairs"):
+            L += [
+                "Like-for-like comparisons (same ring size; ratio of steady-state means, 95 % bootstrap CI over "
+                "seeds; 'capped' = the numerator is the whole lattice, so the ratio is a lower bound):",
+                "",
+                "| scheme | vs | xi ratio [95 % CI] | mean domain size ratio [95 % CI] |",
+                "|---|---|---|---|",
+            ]
+            for p in results["pairs"]:
+                x, m = p["xi_fit"], p["mean_domain_size"]
+                L.append(
+                    f"| {p['a']} | {p['b']} | {x['ratio']:.1f} [{x['lo']:.1f}, {x['hi']:.1f}]"
+                    + (" (capped)" if p["xi_fit_capped"] else "")
+                    + f" | {m['ratio']:.1f} [{m['lo']:.1f}, {m['hi']:.1f}]"
+                    + (" (capped)" if p["mean_domain_size_capped"] else "")
+                    + " |"
+                )
+            L.append("")
         L += self._answer(results)
         L += [
             "",
@@ -1006,6 +1046,8 @@ class E4Sharing(AbstractExperiment):
                 what += (
                     f" = the system size L = {Lsys} (one correlated region; bounded by the lattice, not by the scheme)"
                 )
+            if r.get("t_xi_L") is not None:
+                what += f"; <xi> >= 0.95 L from t = {r['t_xi_L']:g} on"
             if not x["plateau"]:
                 what += f"; NOT a plateau (drift {x['drift']:+.2f} over the last window: still changing)"
             if q is not None and r["label"] != ref:
@@ -1377,6 +1419,8 @@ def run_experiment(
     timings: dict[str, Any] = {}
     data = exp.simulate(cfg, progress, timings)
     sim_s = time.perf_counter() - tic
+    # float32 on disk (keeps the committed data small; the analysis reads these same arrays back)
+    data = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in data.items()}
     np.savez_compressed(d / "data.npz", **data)
     import datetime
 

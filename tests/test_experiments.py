@@ -133,8 +133,8 @@ def test_cli_experiment_small_outputs_are_consistent(tmp_path, capsys):
     # reported numbers = direct recomputation from data.npz
     for row, tq in zip(summary["results"]["rows"], cfg["report_times"], strict=True):
         i = int(np.argmin(np.abs(t - tq)))
-        assert row["wall_density"] == pytest.approx(d["wall_density"][:, i].mean(), rel=1e-12)
-        assert row["xi_fit"] == pytest.approx(d["xi_fit"][:, i].mean(), rel=1e-12)
+        assert row["wall_density"] == pytest.approx(d["wall_density"][:, i].astype(float).mean(), rel=1e-12)
+        assert row["xi_fit"] == pytest.approx(d["xi_fit"][:, i].astype(float).mean(), rel=1e-12)
         assert f"| {t[i]:g} | {row['wall_density']:.4f} +- " in report
     # the on-the-fly wall density and C(1) of seed 0 equal a NumPy recomputation from its phase snapshots
     grid = tuple(cfg["network"]["shape"])
