@@ -127,3 +127,23 @@ def test_evaluate_per_step_time_split_and_memory_capacity(rng):
     assert out["memory_r2"][0] == pytest.approx(1.0, abs=1e-6) and out["memory_r2"][1] == pytest.approx(1.0, abs=1e-6)
     assert out["memory_r2"][2] < 0.05  # u(t-3) is independent of the features
     assert out["memory_capacity"] == pytest.approx(sum(out["memory_r2"]))
+
+
+def test_evaluate_flipflop_accuracies_equal_recomputation():
+    from diffring.reservoir import flipflop
+
+    d = flipflop(40, 12, 4, seed=3)
+    t = np.arange(12)
+    theta = ((t % 4) < 2).astype(float)
+    a, b = d.inputs[..., 0], d.inputs[..., 1]
+    exact = np.stack([a * theta[None], b], -1)  # y = Theta(t) after a, 1 after b: linear in these
+    out = evaluate(d, exact, Ridge(alphas=(1e-9,)))
+    assert out["test_accuracy_TD"] == 1.0 and out["test_accuracy_TI"] == 1.0
+    blind = d.inputs  # no clock: TD steps are at chance
+    out = evaluate(d, blind, Ridge(alphas=(1e-9,)))
+    hit = (out["predictions"][..., 0] >= 0.5) == (d.y >= 0.5)
+    td = d.masks["TD"] & d.test[:, None]
+    assert out["test_accuracy_TD"] == pytest.approx(hit[td].mean())
+    assert out["test_accuracy_TI"] == 1.0
+    per = out["test_accuracy_TD_per_step"]
+    assert all(p == pytest.approx(hit[:, k][td[:, k]].mean()) for k, p in enumerate(per) if p is not None)
