@@ -23,7 +23,8 @@ class Dataset:
     """A task's data (NumPy arrays; see the module docstring).
 
     `washout` leading time steps of a series are not scored; `masks` optionally names (n, T) boolean
-    scoring masks (e.g. the flip-flop's time-dependent "TD" and time-independent "TI" steps).
+    scoring masks (e.g. the flip-flop's time-dependent "TD" and time-independent "TI" steps);
+    `is_image` marks image samples.
     """
 
     name: str
@@ -33,11 +34,7 @@ class Dataset:
     test_from: int | None = None
     washout: int = 0
     masks: dict | None = None
-
-    @property
-    def is_image(self) -> bool:
-        """Whether the samples are images (encoded by an image encoder) rather than series."""
-        return self.name.startswith(("digits", "mnist", "images"))
+    is_image: bool = False  # images (n, H, W) for an image encoder, rather than series (n, T, channels)
 
     @property
     def classification(self) -> bool:
@@ -68,7 +65,8 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
 
     d = load_digits()
     images = d.images.astype(np.float64) / 16.0
-    return Dataset("digits", images, d.target.astype(np.int64), test=split_mask(len(images), seed, test_fraction))
+    test = split_mask(len(images), seed, test_fraction)
+    return Dataset("digits", images, d.target.astype(np.int64), test=test, is_image=True)
 
 
 def narma10(length: int = 2000, seed: int = 0, *, u=None, washout: int = 200, test_fraction: float = 0.2) -> Dataset:
@@ -267,7 +265,7 @@ def mnist_idx(
         else split_mask(len(ys[0]), seed)
     )
     images = np.concatenate(xs).astype(np.float64) / 255.0
-    return Dataset("mnist", images, np.concatenate(ys).astype(np.int64), test=test)
+    return Dataset("mnist", images, np.concatenate(ys).astype(np.int64), test=test, is_image=True)
 
 
 def mnist_npz(path: str, seed: int = 0) -> Dataset:
@@ -281,7 +279,7 @@ def mnist_npz(path: str, seed: int = 0) -> Dataset:
     images = np.concatenate([a["x_train"], a["x_test"]]).astype(np.float64) / 255.0
     y = np.concatenate([a["y_train"], a["y_test"]]).astype(np.int64)
     test = np.concatenate([np.zeros(len(a["y_train"]), bool), np.ones(len(a["y_test"]), bool)])
-    return Dataset("mnist", images, y, test=test)
+    return Dataset("mnist", images, y, test=test, is_image=True)
 
 
 def load_npz(path: str, seed: int = 0) -> Dataset:
@@ -342,4 +340,4 @@ def load_npz(path: str, seed: int = 0) -> Dataset:
     else:
         test = split_mask(n, seed)
     prefix = "images" if name == "images" else "series"
-    return Dataset(f"{prefix}:{os.path.basename(path)}", x.astype(np.float64), y, test=test)
+    return Dataset(f"{prefix}:{os.path.basename(path)}", x.astype(np.float64), y, test=test, is_image=name == "images")
