@@ -145,7 +145,7 @@ def simulate_segments(
         initial=start * seg,
         unit="step",
         unit_scale=True,
-        desc=f"{desc}compiling",
+        desc=f"{desc}compiling" if time_compile else f"{desc}simulating",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=True,

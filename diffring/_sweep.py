@@ -123,6 +123,8 @@ def validate_sweep(raw: Any) -> Sweep:
         raise DiffringError(f"base.{e.field}", e.value, e.valid) from None
     if base_cfg["run"]["batch"] != 1:
         raise DiffringError("base.run.batch", base_cfg["run"]["batch"], "expected 1: a sweep's members are its seeds")
+    if base_cfg["run"].get("mesh") is not None:
+        raise DiffringError("base.run.mesh", base_cfg["run"]["mesh"], "sweeps do not shard (yet): expected null")
     grid = raw.get("grid")
     if grid is None:
         grid = {}
@@ -132,8 +134,10 @@ def validate_sweep(raw: Any) -> Sweep:
     for k, v in grid.items():
         if not isinstance(k, str):
             raise DiffringError(f"grid.{k}", v, "expected a dotted config key, e.g. network.eps")
-        if k in ("seed", "run.batch"):
-            raise DiffringError(f"grid.{k}", v, "not sweepable: give seeds in `seeds`; members are the batch")
+        if k in ("seed", "run.batch", "run.mesh"):
+            raise DiffringError(
+                f"grid.{k}", v, "not sweepable: seeds go in `seeds`, members form the batch, no sharding"
+            )
         if not isinstance(v, list) or not v:
             raise DiffringError(f"grid.{k}", v, "expected a non-empty list of values")
         keys.append(k)
@@ -375,6 +379,9 @@ def run_sweep(raw: Mapping, out: str, *, resume: bool = False, progress: bool = 
                 "resume with the same sweep, or choose a new --out",
             )
     ckpt = Checkpoint(os.path.join(out, "checkpoint"), key, resume=resume)
+    for f in os.listdir(out):  # a results.zarr a kill interrupted while it was being written
+        if f.startswith(".results.zarr.tmp-"):
+            shutil.rmtree(os.path.join(out, f), ignore_errors=True)
     write_atomic(sweep_yaml, dump_yaml({**sweep.as_dict(), "fingerprint": key}).encode())
 
     plan = []  # (name, group, members of the chunk, width)
