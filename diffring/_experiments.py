@@ -757,48 +757,79 @@ class E3Domains(AbstractExperiment):
             res["wall_fit"] = fit_power_law(t, data["wall_density"], w, n_boot=g["n_boot"], seed=cfg["seed"])
             res["size_fit"] = fit_power_law(t, data["mean_domain_size"], w, n_boot=g["n_boot"], seed=cfg["seed"])
         res["status_ok"] = bool(np.all(data["status"] == 0))
+        res["defects"] = [self._defects(data, j, cfg) for j in range(len(data["snap_t"]))]
         return res
 
+    @staticmethod
+    def _defects(data, j, cfg):
+        """Seed 0, snapshot j: wall bonds and how many of them surround an isolated ring (a ring whose
+        four bonds are all walls), i.e. point defects rather than boundaries between large regions."""
+        grid = tuple(cfg["network"]["shape"])
+        th = data["snap_phase"][j].astype(float).reshape(grid)
+        ok = data["snap_valid"][j].reshape(grid)
+        wall = []
+        for ax in (0, 1):  # bond r -> r + e_ax (periodic, as the run)
+            d = np.angle(np.exp(1j * (np.roll(th, -1, ax) - th)))
+            wall.append(ok & np.roll(ok, -1, ax) & (np.abs(d) > np.pi / 2))
+        w0, w1 = wall[0].astype(int), wall[1].astype(int)
+        iso = (w0 + w1 + np.roll(w0, 1, 0) + np.roll(w1, 1, 1)) == 4
+        n_w = int(wall[0].sum() + wall[1].sum())
+        return {
+            "t": float(data["snap_t"][j]),
+            "wall_bonds": n_w,
+            "isolated_rings": int(iso.sum()),
+            "wall_bonds_around_isolated": int(4 * iso.sum()),
+            "frac_isolated": float(4 * iso.sum() / n_w) if n_w else 0.0,
+        }
+
     def figures(self, data, results, cfg, directory):
-        import diffring as dr
+        from . import _plot
 
         grid = tuple(cfg["network"]["shape"])
+        periodic = cfg["network"]["boundary"] == "periodic"
         st = data["snap_t"]
-        want = [float(x) for x in cfg["snapshot_times"]]
-        idx = [int(np.argmin(np.abs(st - w))) for w in want]
-        fig, axs = _fig(len(idx), 1, (3.2 * len(idx), 3.4))
-        import matplotlib
-
-        cmap = matplotlib.colormaps["twilight"].with_extremes(bad="0.6")
-        for ax, i in zip(axs[0], idx, strict=True):
-            ph = data["snap_phase"][i].astype(float)
-            ok = data["snap_valid"][i]
-            th = ph.reshape(grid)
-            walls = np.asarray(dr.wall_bonds(th, ok.reshape(grid), periodic=cfg["network"]["boundary"] == "periodic"))
-            ax.imshow(
-                np.ma.masked_array(th, ~ok.reshape(grid)), cmap=cmap, vmin=0, vmax=TWO_PI, interpolation="nearest"
+        fig, axs = _fig(len(st), 1, (3.4 * len(st), 3.4))
+        for ax, i in zip(axs[0], range(len(st)), strict=True):
+            _plot.phase_map(
+                data["snap_phase"][i].astype(float),
+                grid,
+                data["snap_valid"][i],
+                walls=True,
+                periodic=periodic,
+                ax=ax,
+                title=f"t = {st[i]:g}",
             )
-            wall_any = walls.any(0)  # ring r has a wall bond to r + e_a
-            wy, wx = np.nonzero(wall_any)
-            ax.scatter(wx, wy, s=0.4, c="k", marker="s", lw=0)
-            ax.set_title(f"t = {st[i]:g}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.savefig(os.path.join(directory, "phase_maps.png"), dpi=110)
+            ax.set_xlabel("")
+            ax.set_ylabel("")
+        fig.savefig(os.path.join(directory, "phase_maps.png"), dpi=80)
+        _plot.animate_phase_maps(
+            data["snap_phase"].astype(float).reshape((-1, *grid)),
+            st,
+            os.path.join(directory, "phase_maps.gif"),
+            valid=data["snap_valid"].reshape((-1, *grid)),
+            fps=2,
+            walls=True,
+            periodic=periodic,
+        )
         t = data["t"]
         fig2, ax2 = _fig(3, 1, (14, 3.8))
-        _band(ax2[0, 0], t, data["wall_density"], "wall density")
-        _band(ax2[0, 1], t, data["mean_domain_size"].astype(float), "mean domain size")
-        _band(ax2[0, 1], t, data["largest_domain"].astype(float), "largest domain")
-        _band(ax2[0, 2], t, data["xi_fit"], "xi")
-        for ax, yl in zip(ax2[0], ("wall density", "rings", "xi"), strict=True):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("t")
-            ax.set_ylabel(yl)
-            ax.legend(fontsize=8)
+        _plot.log_series(t, {"wall density": data["wall_density"]}, ax=ax2[0, 0], ylabel="wall density")
+        _plot.log_series(
+            t,
+            {
+                "mean domain size": data["mean_domain_size"].astype(float),
+                "largest domain": data["largest_domain"].astype(float),
+            },
+            ax=ax2[0, 1],
+            ylabel="rings",
+        )
+        _plot.log_series(t, {"xi (ExpFit)": data["xi_fit"]}, ax=ax2[0, 2], ylabel="xi (rings)")
+        for ax in ax2[0]:
+            ax.axvline(cfg["growth"]["t_min"], color="0.5", lw=0.6, ls=":")
         fig2.savefig(os.path.join(directory, "walls_domains.png"), dpi=110)
-        return ["phase_maps.png", "walls_domains.png"]
+        return ["phase_maps.png", "phase_maps.gif", "walls_domains.png"]
 
     def report(self, results, cfg, meta):
         n = cfg["network"]
@@ -831,8 +862,21 @@ class E3Domains(AbstractExperiment):
                 "",
             ]
         L += [
-            "Figures: `E3_domains/phase_maps.png` (seed 0; black = ring with a wall bond to its right or lower "
-            "neighbour), `E3_domains/walls_domains.png` (log-log, mean +- sem).",
+            "Wall structure (seed 0, NumPy recount from the stored phase maps): wall bonds that surround an "
+            "isolated ring (all four of its bonds are walls: a single ring out of phase with its neighbours) vs all "
+            "wall bonds:",
+            "",
+            "| t | wall bonds | isolated rings | fraction of wall bonds around isolated rings |",
+            "|---|---|---|---|",
+        ]
+        L += [
+            f"| {d['t']:g} | {d['wall_bonds']} | {d['isolated_rings']} | {d['frac_isolated']:.3f} |"
+            for d in results.get("defects", [])
+        ]
+        L += [""]
+        L += [
+            "Figures: `E3_domains/phase_maps.png` and the animation `E3_domains/phase_maps.gif` (seed 0; black "
+            "lines = wall bonds), `E3_domains/walls_domains.png` (log-log, mean +- sd over seeds).",
             "",
         ]
         return "\n".join(L)
@@ -1202,6 +1246,32 @@ class E5Multistability(AbstractExperiment):
                 + " | ".join(f"{r[c][0]:.3f} +- {r[c][1]:.3f}" for c in cats)
                 + f" | {r['n_k_present']} | {r['xi_final']:.2f} |"
             )
+        L += ["", "## Findings", ""]
+        rows = results["rows"]
+        base = next((r for r in rows if r["eps"] == 0), None)
+        present = all(min(r["n_k_present"]) == kmax for r in rows)
+        L.append(
+            f"- Every lattice (all eps, all seeds) holds rings on all {kmax} pulse families k = 1 ... {kmax} at "
+            f"t = {cfg['t1']:g}: " + ("yes." if present else "no (see the table).")
+        )
+        if base is not None:
+            L.append(
+                "- Uncoupled reference (eps = 0) against the orbit catalogue (`docs/results/orbit_catalogue.md`, "
+                "N = 6, 2000 isolated rings from the same kind of uniform states: k=1 0.136 +- 0.008, k=2 0.561 +- "
+                f"0.011, k=3 0.294 +- 0.010): here k=1 {base['k=1'][0]:.3f}, k=2 {base['k=2'][0]:.3f}, "
+                f"k=3 {base['k=3'][0]:.3f}."
+            )
+            for r in rows:
+                if r["eps"] == 0:
+                    continue
+                parts = []
+                for c in [f"k={v}" for v in range(1, kmax + 1)]:
+                    d = r[c][0] - base[c][0]
+                    e = math.hypot(r[c][1], base[c][1])
+                    parts.append(f"{c} {d:+.3f} +- {e:.3f}")
+                L.append(
+                    f"- eps = {r['eps']:g} vs eps = 0 (change of the fraction of rings): " + ", ".join(parts) + "."
+                )
         L += ["", "Figures: `E5_multistability/k_maps.png`, `E5_multistability/orbit_histogram.png`.", ""]
         return "\n".join(L)
 
