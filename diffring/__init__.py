@@ -92,6 +92,13 @@ from ._simulate import (
     simulate as simulate,
     simulate_batch as simulate_batch,
 )
+from ._sharding import (
+    ShardPlan as ShardPlan,
+    Sharded as Sharded,
+    lattice_mesh as lattice_mesh,
+    shard_batch as shard_batch,
+    shard_plan as shard_plan,
+)
 from ._threshold import (
     AbstractThreshold as AbstractThreshold,
     HardThreshold as HardThreshold,

@@ -267,6 +267,7 @@ RUN = {
     "batch": (1, INT1),
     "chunk_size": (None, _Optional(INT1)),
     "segments": (20, INT1),
+    "mesh": (None, _Optional(_List(INT1, lengths=(2,)))),  # [rows, cols] devices: shard the lattice (or batch)
 }
 RECORD = {
     "every": (10, INT1),
@@ -759,12 +760,9 @@ def build(cfg: Mapping) -> Built:
     if not isinstance(rec["which"], str) and max(rec["which"]) >= network.n_neurons:
         raise DiffringError("record.which", rec["which"], f"expected neuron indices < n_neurons = {network.n_neurons}")
     model, method = build_model(cfg, network)
-    return Built(
-        network,
-        model,
-        method,
-        build_init(cfg, network),
-        build_inputs(cfg, network),
-        build_record(cfg, network),
-        cfg["run"]["batch"],
-    )
+    state0, inputs = build_init(cfg, network), build_inputs(cfg, network)
+    if cfg["run"].get("mesh") is not None:
+        from ._sharding import apply_mesh
+
+        method, state0, inputs = apply_mesh(cfg["run"]["mesh"], model, method, state0, inputs)
+    return Built(network, model, method, state0, inputs, build_record(cfg, network), cfg["run"]["batch"])

@@ -1,0 +1,215 @@
+"""Subprocess worker for tests/test_sharding.py (jax reads the device count only at start-up).
+
+    python tests/_sharding_worker.py lattices            # sharded vs single device, 2/4/8 devices
+    python tests/_sharding_worker.py batch               # shard_batch vs unsharded simulate_batch
+    python tests/_sharding_worker.py multihost PORT ID   # one of 2 processes (jax.distributed)
+
+Prints one JSON line per case on stdout: {"case": ..., "equal": {field: bool}, ...}.
+The caller sets XLA_FLAGS=--xla_force_host_platform_device_count=K and a timeout.
+"""
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import diffring as dr  # noqa: E402
+
+FIELDS = ("t", "o", "v", "phase", "phase_valid", "R", "status")
+# 2, 4 and 8 devices for every scheme and boundary; the mesh shapes rotate over the cases.
+MESHES = {
+    ("S0", "periodic"): ((2, 1), (2, 2), (2, 4)),
+    ("S0", "open"): ((1, 2), (1, 4), (4, 2)),
+    ("S1", "periodic"): ((1, 2), (2, 2), (4, 2)),
+    ("S1", "open"): ((2, 1), (4, 1), (1, 8)),
+    ("S2", "periodic"): ((2, 1), (2, 2), (2, 4)),
+    ("S2", "open"): ((1, 2), (2, 2), (8, 1)),
+}
+
+
+def network(scheme, boundary):
+    # 8 x 8 rings; eps large enough that neighbours interact within the run.
+    ring_size = 6 if scheme == "S0" else 4
+    return dr.lattice((8, 8), ring_size, scheme=scheme, boundary=boundary, eps=0.3)
+
+
+def compare(a, b):
+    out = {f: bool(np.array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)))) for f in FIELDS}
+    out["state"] = bool(np.array_equal(a.state.v, b.state.v) and np.array_equal(a.state.o, b.state.o))
+    out["tracker"] = all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a.tracker), jax.tree.leaves(b.tracker), strict=True)
+    )
+    return out
+
+
+def run_pair(net, mesh, record, n_steps=400, key=1):
+    model = dr.DiscreteMap(net, dt=0.02)
+    s0 = dr.init.random_phase(net, jax.random.key(key))
+    single = dr.simulate(model, s0, n_steps=n_steps, record=record)
+    sharded = dr.simulate(model, s0, n_steps=n_steps, record=record, method=dr.Sharded(mesh))
+    return single, sharded
+
+
+def lattices():
+    record = dr.Record(every=20, which="all")
+    for scheme in ("S0", "S1", "S2"):
+        for boundary in ("periodic", "open"):
+            net = network(scheme, boundary)
+            model = dr.DiscreteMap(net, dt=0.02)
+            s0 = dr.init.random_phase(net, jax.random.key(1))
+            single = dr.simulate(model, s0, n_steps=300, record=record)
+            for rows, cols in MESHES[scheme, boundary]:
+                sharded = dr.simulate(
+                    model, s0, n_steps=300, record=record, method=dr.Sharded(dr.lattice_mesh(rows, cols))
+                )
+                print(
+                    json.dumps(
+                        {
+                            "case": f"{scheme}-{boundary}-{rows}x{cols}",
+                            "equal": compare(single, sharded),
+                            "fired": float(np.mean(np.asarray(single.o) == 0)),
+                            "R_last": float(single.R[-1]),
+                        }
+                    ),
+                    flush=True,
+                )
+    # Probes and an explicit neuron list, phases off with a reduction, on one scheme.
+    net = network("S1", "periodic")
+    mesh = dr.lattice_mesh(2, 4)
+    for name, record in (
+        ("probes", dr.Record(every=25, which="probes")),
+        ("which", dr.Record(every=25, which=(0, 5, 77, 100, 127), fields=("o",))),
+        (
+            "reduce",
+            dr.Record(
+                every=25,
+                which="probes",
+                phases=False,
+                reduce=lambda t, s: {"rate": 1.0 - s.o.mean(), "resting": jnp.sum(s.o == 1)},
+            ),
+        ),
+    ):
+        single, sharded = run_pair(net, mesh, record)
+        eq = {
+            f: bool(np.array_equal(np.asarray(x), np.asarray(y)))
+            for f, x, y in (
+                ("o", single.o, sharded.o),
+                ("R", single.R, sharded.R),
+                ("status", single.status, sharded.status),
+            )
+        }
+        if name == "reduce":
+            eq["reduced"] = all(
+                np.array_equal(x, y)
+                for x, y in zip(jax.tree.leaves(single.reduced), jax.tree.leaves(sharded.reduced), strict=True)
+            )
+        print(json.dumps({"case": f"record-{name}", "equal": eq}), flush=True)
+
+
+def batch():
+    net = network("S0", "periodic")
+    model = dr.DiscreteMap(net, dt=0.02)
+    keys = jax.random.split(jax.random.key(3), 8)
+    s0 = dr.init.random_phase(net, keys)
+    record = dr.Record(every=20, which="probes")
+    plain = dr.simulate_batch(model, s0, n_steps=200, record=record)
+    mesh = dr.lattice_mesh(2, 4)
+    sharded = dr.simulate_batch(model, dr.shard_batch(mesh, s0), n_steps=200, record=record)
+    eq = compare(plain, sharded)
+    eq["sharded_over_8"] = len(sharded.o.sharding.device_set) == 8
+    # A parameter sweep: eps per member, sharded with the states.
+    eps = np.linspace(0.0, 0.4, 8)
+    swept, axes = dr.batched_model(model, lambda m: m.network.coupling.eps, eps)
+    plain = dr.simulate_batch(swept, s0, n_steps=200, record=record, model_axes=axes)
+    swept_sh, _ = dr.batched_model(model, lambda m: m.network.coupling.eps, dr.shard_batch(mesh, eps))
+    sharded = dr.simulate_batch(swept_sh, dr.shard_batch(mesh, s0), n_steps=200, record=record, model_axes=axes)
+    eq_sweep = compare(plain, sharded)
+    print(json.dumps({"case": "batch", "equal": eq}), flush=True)
+    print(json.dumps({"case": "batch-sweep", "equal": eq_sweep}), flush=True)
+
+
+def configs():
+    """`run.mesh` through the config path of `diffring run` (build + simulate_segments)."""
+    from diffring._config import build, resolve
+    from diffring._run import simulate_segments
+
+    base = {
+        "network": {"kind": "lattice", "shape": [8, 8], "ring_size": 4, "scheme": "S2", "boundary": "open", "eps": 0.3},
+        "model": {"kind": "discrete", "dt": 0.02},
+        "init": {"kind": "random_phase"},
+        "run": {"n_steps": 200, "segments": 2},
+        # No on-the-fly observables: their while_loops, vmapped over a sharded batch, synchronise the
+        # devices every iteration (an all-reduce of the loop condition), which the test rules out.
+        "record": {"every": 20, "which": "all", "observables": False},
+    }
+    for name, run in (("config-lattice", {"mesh": [2, 2]}), ("config-batch", {"mesh": [2, 4], "batch": 8})):
+        outs = []
+        for mesh in (None, run["mesh"]):
+            cfg = resolve({**base, "run": {**base["run"], **run, "mesh": mesh}})
+            records, state, status, _, _ = simulate_segments(cfg, build(cfg), progress=False, time_compile=False)
+            outs.append((records, np.asarray(state.v), np.asarray(status)))
+        (ra, va, sa), (rb, vb, sb) = outs
+        eq = {k: bool(np.array_equal(ra[k], rb[k])) for k in ra}
+        eq["state"], eq["status"] = bool(np.array_equal(va, vb)), bool(np.array_equal(sa, sb))
+        print(json.dumps({"case": name, "equal": eq}), flush=True)
+    errors = {}
+    for mesh in ([3, 1], [4, 4]):
+        cfg = resolve({**base, "run": {**base["run"], "mesh": mesh}})
+        try:
+            build(cfg)
+            errors[str(mesh)] = None
+        except dr.DiffringError as e:
+            errors[str(mesh)] = str(e)
+    print(json.dumps({"case": "config-errors", "errors": errors}), flush=True)
+
+
+def multihost(port, pid):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"localhost:{port}", num_processes=2, process_id=pid, initialization_timeout=60
+    )
+    from jax.experimental import multihost_utils
+
+    assert jax.device_count() == 4 and jax.local_device_count() == 2, (jax.device_count(), jax.local_device_count())
+    record = dr.Record(every=20, which="all")
+    for scheme in ("S0", "S2"):
+        for boundary in ("periodic", "open"):
+            net = network(scheme, boundary)
+            model = dr.DiscreteMap(net, dt=0.02)
+            s0 = dr.init.random_phase(net, jax.random.key(1))
+            single = dr.simulate(model, s0, n_steps=400, record=record, method=dr.MapScan())
+            single = jax.device_get(single)
+            mesh = dr.lattice_mesh(2, 2)  # rows 0 on process 0, row 1 on process 1
+            sharded = dr.simulate(model, s0, n_steps=400, record=record, method=dr.Sharded(mesh))
+            sharded = multihost_utils.process_allgather(sharded, tiled=True)
+            print(
+                json.dumps(
+                    {
+                        "case": f"multihost-{scheme}-{boundary}-p{pid}",
+                        "equal": compare(single, sharded),
+                        "processes": jax.process_count(),
+                    }
+                ),
+                flush=True,
+            )
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "lattices":
+        lattices()
+    elif mode == "batch":
+        batch()
+        configs()
+    elif mode == "multihost":
+        multihost(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
