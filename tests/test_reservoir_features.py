@@ -147,3 +147,20 @@ def test_evaluate_flipflop_accuracies_equal_recomputation():
     assert out["test_accuracy_TI"] == 1.0
     per = out["test_accuracy_TD_per_step"]
     assert all(p == pytest.approx(hit[:, k][td[:, k]].mean()) for k, p in enumerate(per) if p is not None)
+
+
+def test_nonnegative_drive_uses_the_packed_carry_and_matches_the_plain_one(tiny):
+    model, s0, _, X = tiny
+    enc = SeriesEncoder(length=20, channels=2, hold=5, scale=0.3)  # no noise, X >= 0: a nonnegative drive
+    assert enc.nonnegative(X) and not SeriesEncoder(length=20, channels=2, noise=0.1).nonnegative(X)
+    assert not SeriesEncoder(length=20, channels=2, offset=-1.0).nonnegative(X)
+    assert dr.MapScan().resolve(model, s0, jnp.zeros((1, 2))).pack is True  # the path under test is the packed one
+    F, _ = reservoir_features(model, s0, enc, Features((Snapshots(), Voltages()), n_times=5), X, jax.random.key(0))
+    plain = dr.MapScan(pack=False)
+    idx = np.arange(0, 101, 25)
+    for i, x in enumerate(X):
+        sol = dr.simulate(
+            model, s0, n_steps=100, inputs=enc(jnp.asarray(x), None), record=dr.Record(every=1), method=plain
+        )
+        want = np.concatenate([np.asarray(sol.o)[idx].ravel(), np.asarray(sol.v)[idx].ravel()])
+        np.testing.assert_allclose(F[i], want, rtol=1e-12, atol=1e-12)

@@ -76,6 +76,11 @@ class AbstractEncoder(eqx.Module):
     def __call__(self, sample: Array, key: PRNGKeyArray | None) -> Float[Array, "n_steps channels"]:
         """The drive of one sample; `key` draws its noise (None: no noise)."""
 
+    def nonnegative(self, samples) -> bool:
+        """Whether the drive of these (concrete) samples is provably >= 0 (lets `MapScan` use its
+        sign-packed carry inside the pipeline's program); False when unsure."""
+        return False
+
 
 class ImageEncoder(AbstractEncoder):
     """The published image recipe (spec section 4), for images (H, W) with values in [0, 1].
@@ -113,6 +118,15 @@ class ImageEncoder(AbstractEncoder):
     @property
     def n_channels(self) -> int:
         return self.window
+
+    def nonnegative(self, samples) -> bool:
+        # linear / nearest resizing are convex combinations of pixels; the other kernels can overshoot
+        return (
+            self.noise == 0
+            and self.scale >= 0
+            and self.method in ("linear", "nearest")
+            and bool(np.min(np.asarray(samples)) >= 0)
+        )
 
     def rows(self) -> int:
         """Number of sliding-window rows."""
@@ -168,6 +182,11 @@ class SeriesEncoder(AbstractEncoder):
     @property
     def n_channels(self) -> int:
         return self.channels
+
+    def nonnegative(self, samples) -> bool:
+        a = np.asarray(samples)
+        lo = min(self.scale * float(a.min()), self.scale * float(a.max())) + self.offset
+        return self.noise == 0 and lo >= 0
 
     def __call__(self, series, key):
         series = jnp.asarray(series)

@@ -75,6 +75,11 @@ def reservoir_features(
             "network.n_in", model.network.n_inputs, f"expected the encoder's channel count {encoder.n_channels}"
         )
     method = model.default_method if method is None else method
+    # The drive is made inside the program, where `simulate_batch` cannot inspect it: resolve the
+    # method (e.g. MapScan's sign-packed carry, exact only for nonnegative drives) here, on a
+    # concrete stand-in with the drive's sign.
+    sign = 0.0 if encoder.nonnegative(samples) else -1.0
+    method = method.resolve(model, state0, jnp.full((1, encoder.n_channels), sign, model.network.dtype))
     keys = sample_keys(key, n)
     spans, size = _chunks(n, chunk_size)
     feats, status = [], []
