@@ -194,8 +194,10 @@ def test_sweep_killed_five_times_resumes_bit_for_bit(tmp_path):
     _sweep_kills(tmp_path, plan)
 
 
-def test_truncated_run_checkpoint_is_recomputed(tmp_path):
-    cfg = resolve({**RUN, "network": {"kind": "ring", "size": 6}, "run": {"n_steps": 1000, "segments": 5}})
+@pytest.mark.parametrize("batch", [1, 3])
+def test_truncated_run_checkpoint_is_recomputed(tmp_path, batch):
+    run_ = {"n_steps": 1000, "segments": 5, "batch": batch}
+    cfg = resolve({**RUN, "network": {"kind": "ring", "size": 6}, "run": run_})
     built = build(cfg)
     ref = simulate_segments(cfg, built, progress=False)
     d = str(tmp_path / "ck")
