@@ -850,6 +850,11 @@ class E4Sharing(AbstractExperiment):
                 None if below.size and below[-1] == t.size - 1 else float(t[below[-1] + 1 if below.size else 0])
             )
             res["conditions"].append(r)
+        for r in res["conditions"]:
+            if r["scheme"] == "S2" and r["active_final"] >= 0.5:
+                # raw (ungauged) probe phases of seed 0 at the end: the locked offset between neighbours
+                ph = data[f"{r['label']}/snap_phase"].astype(float).reshape(tuple(cfg["network"]["shape"]))
+                r["raw_C1_seed0"] = float(np.mean([np.cos(np.roll(ph, -1, a) - ph).mean() for a in (0, 1)]))
         by = {r["label"]: r for r in res["conditions"]}
         res["pairs"] = []
         for a, b in cfg.get("pairs", []):
@@ -914,7 +919,13 @@ class E4Sharing(AbstractExperiment):
             f"dt = {cfg['dt']}, t = 0 ... {cfg['t1']:g}, {cfg['seeds']} seeds per condition. S1/S2 have no eps (shared "
             "neurons couple the rings with the ring weights; `aggregate` decides how a shared neuron combines its "
             "predecessors). S2 phases are measured in the staggered gauge theta + pi (i + j mod 2): adjacent "
-            "plaquettes run in opposite senses and lock pi apart at their top-left probes.",
+            "plaquettes run in opposite senses and lock pi apart at their top-left probes"
+            + "".join(
+                f" (measured, {r['label']}, seed 0, end of run: ungauged C1 = {r['raw_C1_seed0']:.4f})"
+                for r in results["conditions"]
+                if "raw_C1_seed0" in r
+            )
+            + ".",
             f"Steady state: the mean over the last {ss['frac']:.0%} of the run (per seed, then mean +- sem over "
             f"seeds); plateau check: drift = relative change against the preceding window of the same length, "
             f"'plateau' if |drift| <= {ss['tol']:g}. xi is capped at L = {results['L']}. Ratios are to "
