@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-ORDER = ["small_world", "lattice", "batch", "smooth", "gradient", "reservoir", "sweep", "observables"]
+ORDER = ["small_world", "lattice", "batch", "smooth", "gradient", "reservoir", "sweep", "observables", "memory"]
 
 
 def scripts() -> list[Path]:
