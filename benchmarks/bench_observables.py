@@ -2,12 +2,13 @@
 
 The lattice of `diffring run`'s default config: a 64 x 64 periodic S0 lattice of 6-rings, eps = 0.2,
 the published warm-up, the discrete map at dt = 0.01, probes' o and v recorded every 100 steps.
-Three variants of the same `diffring.simulate` run, timed interleaved (medians, compile separate):
+Four variants of the same `diffring.simulate` run, timed interleaved (medians, compile separate):
 
 - (c) bare: `Record(phases=False)` (no phase tracking, no observables);
 - (a) phases: `Record(phases=True)` (ring phases and R(t) tracked on the fly);
 - (b) observables: (a) plus `Record(observe=diffring.lattice_observables(net))` (R, k, local R,
-  C(Delta), xi by fit and crossing, walls, domains at every record).
+  C(Delta), xi by fit and crossing, walls, domains at every record);
+- (b') as (b) with `lattice_observables(net, domains=False)` (no connected components).
 
 Reports the cost of the observables relative to (a) and of phase tracking relative to (c).
 Target (issue 3): observables on the fly cost at most 20 % of the simulation time of the same run.
@@ -43,7 +44,7 @@ def main():
         f"{6 * L * L} neurons, eps = 0.2, dt = 0.01, published warm-up (`diffring.init.published`, seed 0), "
         f"probes' o and v recorded every {EVERY} steps ({n_rec} records), float64, `diffring.simulate` with "
         "`MapScan`. Times are medians of "
-        f"{repeats} repeats, the three variants interleaved round-robin; compile = first call of the same "
+        f"{repeats} repeats, the variants interleaved round-robin; compile = first call of the same "
         "program with two record blocks. Per-record costs are differences of medians divided by the number "
         "of records."
     )
@@ -53,15 +54,18 @@ def main():
     model = dr.DiscreteMap(net, 0.01)
     s0 = dr.init.published(net, jax.random.key(0), 0.01)
     obs = dr.lattice_observables(net)
+    lean = dr.lattice_observables(net, domains=False)
     records = {
         "bare": dr.Record(every=EVERY, which="probes", fields=("o", "v"), phases=False),
         "phases": dr.Record(every=EVERY, which="probes", fields=("o", "v"), phases=True),
         "observables": dr.Record(every=EVERY, which="probes", fields=("o", "v"), phases=True, observe=obs),
+        "no_domains": dr.Record(every=EVERY, which="probes", fields=("o", "v"), phases=True, observe=lean),
     }
     labels = {
         "bare": "(c) bare: phases=False",
         "phases": "(a) phases: phases=True",
         "observables": "(b) phases + lattice_observables",
+        "no_domains": "(b') phases + lattice_observables(domains=False)",
     }
     fns, compile_fns = {}, {}
     for name, rec in records.items():
@@ -87,6 +91,11 @@ def main():
     rep.add(
         f"Observables vs (a): {100 * obs_cost:+.1f} % wall, {100 * obs_cpu:+.1f} % CPU; "
         f"{fmt_s((t_b - t_a) / n_rec)} per record against {fmt_s(t_a / n_rec)} of simulation per {EVERY}-step block."
+    )
+    t_d, c_d = res["no_domains"][1], res["no_domains"][3]
+    rep.add(
+        f"Observables without the domains (b') vs (a): {100 * (t_d / t_a - 1):+.1f} % wall, "
+        f"{100 * (c_d / c_a - 1):+.1f} % CPU."
     )
     rep.add(
         f"Phase tracking vs (c): {100 * ph_cost:+.1f} % wall, {100 * ph_cpu:+.1f} % CPU "

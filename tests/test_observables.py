@@ -586,3 +586,17 @@ def test_bad_arguments_name_the_field():
         dr.Record(observe=lambda *a: 0, phases=False)
     with pytest.raises(dr.DiffringError, match="ExpFit.floor"):
         dr.ExpFit(floor=0.0)
+
+
+def test_observables_without_domains_equal_the_rest(rng):
+    """`lattice_observables(domains=False)` drops only the domain keys; the others are identical."""
+    net = dr.lattice([8, 10], 6, eps=0.2)
+    state = dr.init.random_phase(net, jax.random.key(5), 0.01)
+    theta = jnp.asarray(rng.uniform(0, 2 * np.pi, net.n_rings))
+    valid = jnp.asarray(rng.uniform(size=net.n_rings) > 0.2)
+    full = jax.jit(dr.lattice_observables(net))(0.0, state, theta, valid)
+    lean = jax.jit(dr.lattice_observables(net, domains=False))(0.0, state, theta, valid)
+    assert set(full) - set(lean) == {"n_domains", "largest_domain", "mean_domain_size"}
+    assert_trees_close(lean, {k: full[k] for k in lean}, atol=0)
+    dom = dr.domains(theta.reshape(8, 10), valid.reshape(8, 10))
+    assert int(full["n_domains"]) == int(dom.n_domains) and int(full["largest_domain"]) == int(dom.largest)
