@@ -150,27 +150,29 @@ def test_bad_arguments_raise_diffring_errors(call, field):
 
 
 def test_run_writes_walls_growth_and_gif(tmp_path):
-    """A small `diffring run`: the phase map's walls match the final phases, growth.png exists, and
-    phase_maps.gif has one frame per record (<= 60); `output.animation: false` skips it."""
+    """A small `diffring run` with `output.animation: false` writes no GIF; its outputs drawn by
+    `save_run_plots` give a phase_maps.gif with one frame per record (<= 60), and the walls drawn
+    on the final phase map are the ones the on-the-fly observables counted."""
     from diffring._config import apply_overrides, resolve
+    from diffring._plot import save_run_plots
     from diffring._run import run
 
-    over = ["network.shape=[8,8]", "run.n_steps=1200", "record.every=100", "run.segments=1"]
+    over = ["network.shape=[8,8]", "run.n_steps=1200", "record.every=100", "run.segments=1", "output.animation=false"]
     cfg = resolve(apply_overrides(dict(resolve()), over))
     summary = run(cfg, str(tmp_path / "a"), progress=False)
-    assert {"phase_map.png", "growth.png", "R.png", "phase_maps.gif"} <= set(summary["plots"])
-    with Image.open(tmp_path / "a" / "phase_maps.gif") as im:
+    assert {"phase_map.png", "growth.png", "R.png"} <= set(summary["plots"])
+    assert "phase_maps.gif" not in summary["plots"] and not (tmp_path / "a" / "phase_maps.gif").exists()
+    outputs = dict(np.load(tmp_path / "a" / "outputs.npz"))
+    (tmp_path / "b").mkdir()
+    written = save_run_plots(outputs, (8, 8), str(tmp_path / "b"), animation=True)
+    assert "phase_maps.gif" in written
+    with Image.open(tmp_path / "b" / "phase_maps.gif") as im:
         assert im.n_frames == summary["n_records"] == 13
-    out = np.load(tmp_path / "a" / "outputs.npz")
-    theta, valid = out["phase"][-1].reshape(8, 8), out["phase_valid"][-1].reshape(8, 8)
+    theta, valid = outputs["phase"][-1].reshape(8, 8), outputs["phase_valid"][-1].reshape(8, 8)
     _, ax = plot.phase_map(theta, None, valid, walls=True)  # what phase_map.png draws
     n_bonds = sum(int((valid & np.roll(valid, -1, axis=a)).sum()) for a in range(2))
     assert len(walls_of(ax)) == np_wall_count(theta, valid, True)
     assert summary["wall_density_final"] == pytest.approx(len(walls_of(ax)) / n_bonds, abs=1e-12)
-
-    cfg = resolve(apply_overrides(dict(cfg), ["output.animation=false"]))
-    summary = run(cfg, str(tmp_path / "b"), progress=False)
-    assert "phase_maps.gif" not in summary["plots"] and not (tmp_path / "b" / "phase_maps.gif").exists()
     with pytest.raises(dr.DiffringError) as e:
         resolve(apply_overrides(dict(cfg), ["output.animation=maybe"]))
     assert "animation" in e.value.field
