@@ -96,16 +96,14 @@ def wall_segments(phase, grid=None, valid=None, *, k=None, threshold: float = np
     ok = None if valid is None else jnp.asarray(~_mask(valid, grid))
     kk = None if k is None else jnp.asarray(np.asarray(k).reshape(grid), jnp.int32)
     walls = np.asarray(wall_bonds(th, ok, k=kk, threshold=threshold, ndim=len(grid), periodic=bool(periodic)))
-    segs = []
     if len(grid) == 1:
-        for i in np.flatnonzero(walls[0]):
-            segs.append([(i + 0.5, 0.0), (i + 0.5, TWO_PI)])
-    else:
-        for i, j in zip(*np.nonzero(walls[0]), strict=True):  # bond (i, j) -> (i + 1, j): horizontal edge
-            segs.append([(j - 0.5, i + 0.5), (j + 0.5, i + 0.5)])
-        for i, j in zip(*np.nonzero(walls[1]), strict=True):  # bond (i, j) -> (i, j + 1): vertical edge
-            segs.append([(j + 0.5, i - 0.5), (j + 0.5, i + 0.5)])
-    return np.asarray(segs, dtype=float).reshape(-1, 2, 2)
+        x = np.flatnonzero(walls[0]) + 0.5
+        return np.stack([np.stack([x, 0 * x], -1), np.stack([x, 0 * x + TWO_PI], -1)], 1)
+    i, j = np.nonzero(walls[0])  # bond (i, j) -> (i + 1, j): the horizontal edge below ring (i, j)
+    rows = np.stack([np.stack([j - 0.5, i + 0.5], -1), np.stack([j + 0.5, i + 0.5], -1)], 1)
+    i, j = np.nonzero(walls[1])  # bond (i, j) -> (i, j + 1): the vertical edge right of ring (i, j)
+    cols = np.stack([np.stack([j + 0.5, i - 0.5], -1), np.stack([j + 0.5, i + 0.5], -1)], 1)
+    return np.concatenate([rows, cols]).astype(float).reshape(-1, 2, 2)
 
 
 def _phase_cmap():
@@ -307,7 +305,7 @@ def save_run_plots(
     """Write the PNGs of a run's outputs (member 0 of a batch for maps): raster.png, phase_map.png
     (final phases with domain walls), R.png (R and C1, linear), growth.png (R(t) and xi(t) on log-log
     axes; a batch as mean and band), kymograph.png (chains), and with `animation` phase_maps.gif
-    (2-D grids recorded at >= 2 records; at most 60 frames, evenly spaced). Returns the file names."""
+    (2-D grids recorded at >= 2 records; at most 40 frames, evenly spaced). Returns the file names."""
     written = []
     batched = outputs["final_v"].ndim == 2
     first = (lambda a: a[0]) if batched else (lambda a: a)
@@ -344,7 +342,7 @@ def save_run_plots(
     if grid is not None and len(grid) == 1:
         save(kymograph(t, phase, valid, title="ring phases" + member)[0], "kymograph.png")
     if animation and grid is not None and len(grid) == 2 and t.shape[0] >= 2:
-        idx = np.unique(np.linspace(0, t.shape[0] - 1, min(t.shape[0], 60)).round().astype(int))
+        idx = np.unique(np.linspace(0, t.shape[0] - 1, min(t.shape[0], 40)).round().astype(int))
         frames = phase[idx].reshape((len(idx),) + tuple(grid))
         animate_phase_maps(
             frames,
