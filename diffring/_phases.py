@@ -13,6 +13,7 @@ small `every` there when phases matter.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
@@ -73,8 +74,35 @@ def order_parameter(
     """Global Kuramoto order parameter R = |mean_r exp(i theta_r)| over valid rings (0 if none)."""
     if valid is None:
         valid = jnp.ones(theta.shape, bool)
-    w = valid.astype(theta.dtype)
-    n = jnp.maximum(jnp.sum(w, axis=-1), 1)
-    c = jnp.sum(w * jnp.cos(theta), axis=-1) / n
-    s = jnp.sum(w * jnp.sin(theta), axis=-1) / n
-    return jnp.sqrt(c * c + s * s)
+    # Padded so that cos/sin run on whole SIMD vectors whether batched or not: XLA CPU may evaluate a
+    # ragged tail with scalar code that rounds differently, and a batch must equal its members.
+    w = _pad_pow2(valid.astype(theta.dtype))
+    theta = _pad_pow2(theta)
+    # No product feeds an add (XLA CPU may contract a*b + c*d into an FMA on either product, differently
+    # in different programs): select instead of multiply by the mask, and |c + i s| instead of c^2 + s^2.
+    keep = w > 0
+    n = jnp.maximum(pairwise_sum(w), 1)
+    c = pairwise_sum(jnp.where(keep, jnp.cos(theta), 0)) / n
+    s = pairwise_sum(jnp.where(keep, jnp.sin(theta), 0)) / n
+    return jnp.abs(jax.lax.complex(c, s))
+
+
+def _pad_pow2(x, minimum: int = 64):
+    n = x.shape[-1]
+    size = max(1 << max(n - 1, 0).bit_length(), minimum)
+    if size == n:
+        return x
+    return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (size - n,), x.dtype)], axis=-1)
+
+
+def pairwise_sum(x: Float[Array, "*b n"]) -> Float[Array, "*b"]:
+    """Sum over the last axis in a fixed pairwise order (zero-padded to a power of two).
+
+    XLA's reductions may add in a different order for a batched array than for one member, so a
+    batch would differ from its single runs in the last bit; elementwise adds of halves do not.
+    """
+    x = _pad_pow2(x, minimum=1)
+    while x.shape[-1] > 1:
+        h = x.shape[-1] // 2
+        x = x[..., :h] + x[..., h:]
+    return x[..., 0]

@@ -146,3 +146,22 @@ def test_segmented_run_continues_the_tracker():
     np.testing.assert_allclose(np.asarray(b.t), np.asarray(whole.t)[50:], rtol=1e-14)
     np.testing.assert_array_equal(np.asarray(b.phase_valid), np.asarray(whole.phase_valid)[50:])
     assert_phases_close(b.phase, np.asarray(whole.phase)[50:], np.asarray(whole.phase_valid)[50:], atol=1e-9)
+
+
+def test_order_parameter_batch_equals_single_members_bit_for_bit():
+    # jnp.sum over a batched array may add in another order than over one member; R must not.
+    from diffring._phases import pairwise_sum
+
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 576, 1000):
+        theta = jnp.asarray(rng.uniform(0, 2 * np.pi, (8, n)))
+        valid = jnp.asarray(rng.uniform(size=(8, n)) < 0.8)
+        batched = np.asarray(jax.jit(jax.vmap(dr.order_parameter))(theta, valid))
+        mapped = np.asarray(jax.lax.map(lambda a: dr.order_parameter(*a), (theta, valid), batch_size=3))
+        single = np.array([float(jax.jit(dr.order_parameter)(theta[i], valid[i])) for i in range(8)])
+        np.testing.assert_array_equal(batched, single)
+        np.testing.assert_array_equal(mapped, single)
+        z = np.where(np.asarray(valid), np.exp(1j * np.asarray(theta)), 0).sum(1)
+        np.testing.assert_allclose(single, np.abs(z) / np.maximum(np.asarray(valid).sum(1), 1), atol=1e-14)
+        x = rng.normal(size=(2, n))
+        np.testing.assert_allclose(np.asarray(pairwise_sum(jnp.asarray(x))), x.sum(1), rtol=1e-13, atol=1e-13)
