@@ -158,7 +158,7 @@ def test_embedded_default_with_overrides_and_plots(tmp_path):
         with open(out / name, "rb") as f:
             head = f.read(8)
         assert head == PNG_MAGIC and os.path.getsize(out / name) > 5000, name
-    assert summary["plots"] == ["raster.png", "phase_map.png", "R.png"]
+    assert summary["plots"] == ["raster.png", "phase_map.png", "R.png", "growth.png", "phase_maps.gif"]
 
 
 def test_batch_members_equal_single_runs_from_split_keys(tmp_path):
