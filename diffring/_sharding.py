@@ -547,14 +547,23 @@ class Sharded(AbstractMethod):
         loc, glb = fn(params, tracker_l, tables, glob, inputs, t0)
         recs = dict(glb["rec"])
         for f, a in loc["rec"].items():
-            recs[f] = lay.glob(a, f in ("phase", "phase_valid") or which == "probes", 1)
-        state = State(*(lay.glob(a) for a in (loc["state"].v, loc["state"].o)))
+            recs[f] = _spread(lay.glob(a, f in ("phase", "phase_valid") or which == "probes", 1), mesh, 1)
+        state = State(*(_spread(lay.glob(a), mesh, 0) for a in (loc["state"].v, loc["state"].o)))
         tracker = None
         if record.phases:
             tracker = jax.tree.map(lambda a: lay.glob(a, True), loc["tracker"])
         s = loc["status"]
         status = jnp.where(jnp.any(s == 1), 1, jnp.where(jnp.any(s == 2), 2, 0)).astype(jnp.int32)
         return _solution(glb["t"], recs, status, state, tracker, {}, record)
+
+
+def _spread(x, mesh, axis):
+    """Constrain a global-order output to contiguous chunks of `axis` over the mesh's devices (when it
+    divides), so that no device holds a whole lattice-sized output; values are unchanged."""
+    if x.shape[axis] % mesh.devices.size:
+        return x
+    spec = (None,) * axis + (AXES,)
+    return lax.with_sharding_constraint(x, NamedSharding(mesh, P(*spec)))
 
 
 def _carry_of(method):
