@@ -11,6 +11,7 @@ of the few neurons that receive anything else.
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -22,8 +23,13 @@ from jaxtyping import Array, Float, Int
 class AbstractCoupling(eqx.Module):
     """Maps outputs `o` of shape (n,) to the recurrent input `W o` of shape (n,).
 
-    Concrete couplings expose `n_neurons` (a static int).
+    Concrete couplings expose `n_neurons` (a static int). `packed_carry_helps` tells `MapScan`
+    whether carrying (v, o) as one sign-packed array speeds this coupling up: it does for shifts
+    (one fused loop per step), not for per-neuron gathers, which XLA CPU then recomputes inside
+    that loop (measured 1.75x slower for `SparseCoupling`).
     """
+
+    packed_carry_helps: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
@@ -105,6 +111,8 @@ class LatticeS0Coupling(AbstractCoupling):
     Position `r_in` of each ring also receives `eps * o(position s_out)` from each grid neighbour
     (periodic wrap, or none past an open edge).
     """
+
+    packed_carry_helps: ClassVar[bool] = True
 
     eps: Float[Array, ""]
     ring_size: int = eqx.field(static=True)
@@ -190,6 +198,8 @@ class RingCoupling(AbstractCoupling):
     len(rows) * k entries instead of n * k is what makes this path several times faster.
     `W o` is bit for bit that of `SparseCoupling.from_edges` of the same edges.
     """
+
+    packed_carry_helps: ClassVar[bool] = True
 
     shift_weight: Float[Array, " n"]
     rows: Int[Array, " m"]

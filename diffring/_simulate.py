@@ -308,29 +308,21 @@ class MapScan(AbstractMethod):
         return _solution(t, recs, status, state, tracker, {}, record)
 
 
-def _concrete(*arrays) -> bool:
-    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
-
-
 def _sign_packable(model, state0, inputs) -> bool:
-    """Whether `_SignPackedCarry` is exact for this run: the hard map with nonnegative weights,
-    inputs and v0, and outputs exactly 0 or 1 (checked on concrete values; traced values: no)."""
+    """Whether `_SignPackedCarry` is exact (the hard map with nonnegative weights, inputs and v0, and
+    outputs exactly 0 or 1; checked on concrete values, traced ones mean no) and helps this coupling."""
     from ._threshold import HardThreshold
 
-    if not (isinstance(model, DiscreteMap) and isinstance(model.threshold, HardThreshold)):
+    net = model.network if isinstance(model, DiscreteMap) else None
+    if net is None or not isinstance(model.threshold, HardThreshold) or not net.coupling.packed_carry_helps:
         return False
-    net = model.network
     weights = jax.tree.leaves(eqx.filter(net.coupling, eqx.is_inexact_array))
-    arrays = [*weights, state0.v, state0.o, net.tau]
-    if inputs is not None and net.win is not None:
-        arrays += [inputs, net.win]
-    if not _concrete(*arrays):
+    drive = [inputs, net.win] if inputs is not None and net.win is not None else []
+    arrays = [*weights, *drive, state0.v, net.tau, state0.o]
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
         return False
-    checks = [jnp.all(w >= 0) for w in weights]
-    checks += [jnp.all(state0.v >= 0), jnp.all((state0.o == 0) | (state0.o == 1)), jnp.all(net.tau > 0)]
-    if inputs is not None and net.win is not None:
-        checks += [jnp.all(jnp.asarray(inputs) >= 0), jnp.all(net.win >= 0)]
-    return bool(np.all([bool(c) for c in checks]))
+    *nonneg, tau, o = (np.asarray(a) for a in arrays)
+    return all(bool(np.all(a >= 0)) for a in nonneg) and bool(np.all(tau > 0)) and bool(np.all((o == 0) | (o == 1)))
 
 
 class _LaneIndependentTerm(diffrax.ODETerm):
