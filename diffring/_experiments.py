@@ -116,6 +116,7 @@ def run_batch(
     observe: Callable | None = None,
     progress: bool = True,
     label: str = "",
+    keep_phases: bool = False,
 ) -> dict:
     """Simulate the discrete map on `network` from `states` (B, n); with `eps` (one per member) the
     S0 coupling strength is swept over the batch. Records every `every` steps the on-the-fly
@@ -147,7 +148,7 @@ def run_batch(
     probes = network.rings.probes
     state = states
     tracker = dr.PhaseTracker.init(states.o[..., probes], jnp.asarray(0.0, network.dtype))
-    parts, snaps, valids, snap_t = [], [], [], []
+    parts, snaps, valids, snap_t, phase0 = [], [], [], [], []
     times = []
     status = None
     bar = tqdm(total=segments, desc=label or "simulating", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -177,6 +178,8 @@ def run_batch(
         else:
             host = {k: a[:, 1:] for k, a in host.items()}
             tt = tt[1:]
+        if keep_phases:  # member 0's ring phases at every record (NaN where not yet defined)
+            phase0.append(np.where(va[0], ph[0], np.nan)[(0 if s == 0 else 1) :])
         snaps.append(ph[:, -1])
         valids.append(va[:, -1])
         snap_t.append(float(tt[-1]))
@@ -198,6 +201,8 @@ def run_batch(
         final_v=np.asarray(state.v),
         status=status,
     )
+    if keep_phases:
+        out["phase0"] = np.concatenate(phase0)
     n_members = int(states.v.shape[0])
     run_s = float(np.sum(times[1:])) if segments > 1 else float(times[0])
     per_seg = run_s / max(segments - 1, 1)
@@ -243,7 +248,20 @@ def _lattice(cfg_net: Mapping, dtype, **over):
     return dr.lattice(shape, ring_size, dtype=dtype, **kw)
 
 
-def _sweep(cfg, network, init_kind, eps_list, *, progress, label, gauge=None, timings=None, t1=None, every=None):
+def _sweep(
+    cfg,
+    network,
+    init_kind,
+    eps_list,
+    *,
+    progress,
+    label,
+    gauge=None,
+    timings=None,
+    t1=None,
+    every=None,
+    keep_phases=False,
+):
     """Run seeds x eps (S0) or seeds (eps_list = [None]) and return the data with a (E, S, ...) split."""
     import jax
     import jax.numpy as jnp
@@ -281,12 +299,13 @@ def _sweep(cfg, network, init_kind, eps_list, *, progress, label, gauge=None, ti
         gauge=gauge,
         progress=progress,
         label=label,
+        keep_phases=keep_phases,
     )
     if timings is not None:
         timings[label] = d.pop("timings")
     else:
         d.pop("timings")
-    return {k: (v if k in ("t", "snap_t") else v.reshape((E, S) + v.shape[1:])) for k, v in d.items()}
+    return {k: (v if k in ("t", "snap_t", "phase0") else v.reshape((E, S) + v.shape[1:])) for k, v in d.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1193,7 +1212,10 @@ class E6Size(AbstractExperiment):
             net = _lattice({**cfg["network"], "shape": s["shape"]}, dtype)
             sub = {**cfg, "seeds": s["seeds"]}
             lab = "x".join(str(v) for v in s["shape"])
-            d = _sweep(sub, net, cfg["init"], [None], progress=progress, label=lab, timings=timings)
+            kymo = lab == str(cfg.get("kymograph"))
+            d = _sweep(sub, net, cfg["init"], [None], progress=progress, label=lab, timings=timings, keep_phases=kymo)
+            if kymo:
+                out[f"{lab}/phase0"] = d["phase0"].astype(np.float16)  # seed 0, every record: the kymograph
             out[f"{lab}/t"] = d["t"]
             for k in ("xi_fit", "xi_cross", "R", "wall_density", "mean_domain_size"):
                 out[f"{lab}/{k}"] = d[k][0]
@@ -1256,7 +1278,21 @@ class E6Size(AbstractExperiment):
             ax.set_ylabel(yl)
             ax.legend(fontsize=7)
         fig.savefig(os.path.join(directory, "xi_sizes.png"), dpi=110)
-        return ["xi_sizes.png"]
+        names = ["xi_sizes.png"]
+        lab = str(cfg.get("kymograph"))
+        if f"{lab}/phase0" in data:
+            from . import _plot
+
+            ph = data[f"{lab}/phase0"].astype(float)
+            fig, _ = _plot.kymograph(
+                data[f"{lab}/t"],
+                np.nan_to_num(ph),
+                np.isfinite(ph),
+                title=f"chain of {lab} rings, seed 0: ring phases (grey = not yet defined)",
+            )
+            fig.savefig(os.path.join(directory, "kymograph.png"), dpi=110)
+            names.append("kymograph.png")
+        return names
 
     def report(self, results, cfg, meta):
         n = cfg["network"]
@@ -1313,7 +1349,12 @@ class E6Size(AbstractExperiment):
             "L / 6 for every L), because C(Delta) has a slowly decaying tail that the fit follows; `xi_cross` "
             "(1/e crossing) and C1 do not. Compare sizes with xi_cross and C1.",
             "",
-            "Figure: `E6_size/xi_sizes.png` (xi(t) and xi/L, log-log, mean +- sem).",
+            "Figures: `E6_size/xi_sizes.png` (xi(t) and xi/L, log-log, mean +- sem)"
+            + (
+                f", `E6_size/kymograph.png` (chain of {cfg['kymograph']} rings, seed 0)."
+                if cfg.get("kymograph")
+                else "."
+            ),
             "",
         ]
         return "\n".join(L)
