@@ -330,7 +330,8 @@ def report(res, args, path):
             "## Memory capacity",
             "",
             f"Input u ~ U[-0.5, 0.5], targets u(t - k) for k = 1 ... {args.max_delay}; MC = sum_k r_k^2 "
-            "on the test steps (the linear baseline sees only u(t): its MC is ~0 by construction).",
+            "on the test steps. The linear baseline sees only u(t), so its MC is the chance level of 40 r^2 values "
+            "estimated on 360 test steps (about 40 / 360 = 0.11).",
             "",
             series_table(r, "memory_capacity", "memory capacity", 2),
             "",
