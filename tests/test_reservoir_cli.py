@@ -54,7 +54,8 @@ def test_tiny_image_classification_end_to_end(tmp_path, rng):
     out = tmp_path / "run"
     args = ["reservoir", "--out", str(out), "--set", "task.kind=file", "--set", f"task.path={tmp_path / 'd.npz'}",
             "--set", "encoder.size=4", "--set", "encoder.window=4", "--set", "encoder.hold=2",
-            "--set", "encoder.steps=64", "--set", "encoder.scale=0.5", "--set", "features.n_times=5", *TINY]  # fmt: skip
+            "--set", "encoder.steps=64", "--set", "encoder.scale=0.5", "--set", "features.n_times=5",
+            *TINY]  # fmt: skip
     assert main(args) == 0
     s = json.loads((out / "summary.json").read_text())
     p = np.load(out / "predictions.npz")
