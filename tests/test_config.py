@@ -53,7 +53,8 @@ def test_embedded_default_is_the_issue_run():
     assert cfg["run"]["t1"] >= 380.0  # the spec's ordering time (section 6)
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("sweep_")),
+                         ids=lambda p: p.name)
 def test_shipped_configs_resolve_and_round_trip(path):
     cfg = resolve(load_config(str(path)))
     again = resolve(parse_yaml(dump_yaml(cfg)))
@@ -271,3 +272,11 @@ def test_build_model_kinds():
     cfg = resolve({"network": {"kind": "ring"}, "model": {"kind": "continuous", "dt": 0.05}})
     model, _ = build_model(cfg, build_network(cfg))
     assert isinstance(model, dr.HardTrigger) and model.dt == 0.05
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("sweep_*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweep_configs_validate(path):
+    from diffring._sweep import load_sweep, validate_sweep
+
+    sweep = validate_sweep(load_sweep(str(path)))
+    assert sweep is not None
