@@ -68,12 +68,12 @@ def numpy_field(model):
 
 def run_scipy(fun, y0, T, rtol, method="RK45"):
     ts = np.linspace(0.0, T, N_REC + 1)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     r = solve_ivp(fun, (0.0, T), y0, method=method, rtol=rtol, atol=rtol, t_eval=ts)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     if r.status != 0:
         raise RuntimeError(f"solve_ivp {method} rtol={rtol}: {r.message}")
-    return r.y.T, dt, r.nfev
+    return r.y.T, dt, r.nfev, cpu
 
 
 def interp_time(err, errs, times):
@@ -110,13 +110,14 @@ def bench_ark(net, T, rtols, repeats, y_ref):
         jax.block_until_ready(solve(rtols[0], 2 * every))
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(solve(rtols[0]))  # warm-up of the full-length program
-        rows, errs, times = [], [], []
+        rows, errs, times, cpus = [], [], [], []
         for rtol in rtols:
-            ts = []
+            ts, cs = [], []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 sol = jax.block_until_ready(solve(rtol))
                 ts.append(time.perf_counter() - t0)
+                cs.append(time.process_time() - c0)
             med = float(np.median(ts))
             if int(sol.status) != 0:
                 rows.append([f"{rtol:.0e}", "-", f"failed (status {int(sol.status)})", "-", "-"])
@@ -126,8 +127,9 @@ def bench_ark(net, T, rtols, repeats, y_ref):
             steps = int(sol.stats["num_steps"])
             errs.append(err)
             times.append(med)
+            cpus.append(float(np.median(cs)))
             rows.append([f"{rtol:.0e}", f"{err:.2e}", fmt_s(med), str(steps), f"{med / steps * 1e6:.1f} us"])
-        out[tname] = (rows, errs, times, compile_s)
+        out[tname] = (rows, errs, times, compile_s, cpus)
     return out
 
 
@@ -174,24 +176,25 @@ def bench_network(rep, label, net, net_index, T, d_rtols, s_rtols, repeats, quic
     if quick:
         cross = None
     else:
-        y_chk, t_chk, _ = run_scipy(fun, y0, T, 1e-11, method="DOP853")
+        y_chk, t_chk, _, _ = run_scipy(fun, y0, T, 1e-11, method="DOP853")
         cross = float(np.max(np.abs(y_chk - y_ref)))
 
     # diffrax: first call compiles (once for all tolerances), then medians of `repeats`.
     curves, d_tables = {}, {}
     for sname, solver in (("Tsit5", diffrax.Tsit5()), ("Dopri5", diffrax.Dopri5())):
-        rows, errs, times = [], [], []
+        rows, errs, times, cpus = [], [], [], []
         # Compile estimate: first call of the same program over two record intervals (a negligible run).
         t0 = time.perf_counter()
         jax.block_until_ready(solve(solver, d_rtols[0], 2 * every))
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(solve(solver, d_rtols[0]))  # warm-up of the full-length program
         for rtol in d_rtols:
-            ts = []
+            ts, cs = [], []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 sol = jax.block_until_ready(solve(solver, rtol))
                 ts.append(time.perf_counter() - t0)
+                cs.append(time.process_time() - c0)
             med = float(np.median(ts))
             if int(sol.status) != 0:
                 rows.append([f"{rtol:.0e}", "-", f"failed (status {int(sol.status)})", "-", "-"])
@@ -200,25 +203,28 @@ def bench_network(rep, label, net, net_index, T, d_rtols, s_rtols, repeats, quic
             steps = int(sol.stats["num_steps"])
             errs.append(err)
             times.append(med)
+            cpus.append(float(np.median(cs)))
             rows.append([f"{rtol:.0e}", f"{err:.2e}", fmt_s(med), str(steps), f"{med / steps * 1e6:.1f} us"])
-        curves[sname] = (errs, times)
+        curves[sname] = (errs, times, cpus)
         d_tables[sname] = (rows, compile_s)
 
     ark = {"2 threads": bench_ark(net, T, d_rtols, repeats, y_ref)}
     ark["pinned to 1 core"] = ark_pinned(net_index, quick, T, d_rtols, repeats, y_ref)
 
-    s_rows, s_err, s_time = [], [], []
+    s_rows, s_err, s_time, s_cpu = [], [], [], []
     for rtol in s_rtols:
-        ts, err, nfev = [], None, None
+        ts, cs, err, nfev = [], [], None, None
         for _ in range(max(1, min(repeats, 3))):
-            y, dt, nfev = run_scipy(fun, y0, T, rtol)
+            y, dt, nfev, cpu = run_scipy(fun, y0, T, rtol)
             ts.append(dt)
+            cs.append(cpu)
             err = float(np.max(np.abs(y - y_ref)))
             if dt > 3.0:  # long runs: one repeat is enough
                 break
         med = float(np.median(ts))
         s_err.append(err)
         s_time.append(med)
+        s_cpu.append(float(np.median(cs)))
         s_rows.append(
             [
                 f"{rtol:.0e}",
@@ -246,7 +252,7 @@ def bench_network(rep, label, net, net_index, T, d_rtols, s_rtols, repeats, quic
         rep.add(table(["rtol", "max error vs ref", "run", "steps", "per step"], rows))
         rep.add()
     for where, results in ark.items():
-        for tname, (rows, _, _, compile_s) in results.items():
+        for tname, (rows, _, _, compile_s, _) in results.items():
             rep.add(
                 f"diffring.simulate + AdaptiveRK({tname}(), rtol, atol = rtol), {where}; compile {fmt_s(compile_s)}; "
                 f"median of {repeats}:"
@@ -260,15 +266,16 @@ def bench_network(rep, label, net, net_index, T, d_rtols, s_rtols, repeats, quic
     rep.add()
     groups = {"diffrax": {f"ODESolve({k})": v for k, v in curves.items()}}
     for where, results in ark.items():
-        groups[f"AdaptiveRK, {where}"] = {f"AdaptiveRK({k})": (v[1], v[2]) for k, v in results.items()}
+        groups[f"AdaptiveRK, {where}"] = {f"AdaptiveRK({k})": (v[1], v[2], v[4]) for k, v in results.items()}
     m_rows, ratios = [], {}
     for group, gcurves in groups.items():
         ratios[group] = []
-        for sname, (errs, times) in gcurves.items():
-            for err, t in zip(errs, times, strict=True):
+        for sname, (errs, times, cpus) in gcurves.items():
+            for err, t, c in zip(errs, times, cpus, strict=True):
                 ts = interp_time(err, s_err, s_time) if err <= MATCH_MAX_ERR else None
                 if ts is None:
                     continue
+                cs = interp_time(err, s_err, s_cpu)
                 ratios[group].append(ts / t)
                 m_rows.append(
                     [
@@ -278,14 +285,17 @@ def bench_network(rep, label, net, net_index, T, d_rtols, s_rtols, repeats, quic
                         fmt_s(t),
                         fmt_s(ts),
                         f"{ts / t:.1f}",
+                        f"{cs / c:.1f}",
                     ]
                 )
     if m_rows:
         rep.add(
-            f"Matched accuracy (errors <= {MATCH_MAX_ERR:g}; SciPy time interpolated log-log to the JAX run's error):"
+            f"Matched accuracy (errors <= {MATCH_MAX_ERR:g}; SciPy time interpolated log-log to the JAX run's error). "
+            "Speed-up = ratio of wall times (the acceptance measure); the last column is the ratio of process CPU "
+            "times (all threads), less sensitive to other users of a shared machine:"
         )
         rep.add()
-        rep.add(table(["JAX process", "method", "error", "JAX", "SciPy RK45", "speed-up"], m_rows))
+        rep.add(table(["JAX process", "method", "error", "JAX", "SciPy RK45", "speed-up", "CPU-time ratio"], m_rows))
     else:
         rep.add("No overlap of the two error ranges: widen the rtol grids.")
     rep.add()

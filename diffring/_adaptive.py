@@ -159,7 +159,7 @@ class AdaptiveRK(AbstractMethod):
             check_float("method.dt0", self.dt0, positive=True)
         if self.max_steps is not None:
             check_int("method.max_steps", self.max_steps, minimum=1)
-        if _is_number(self.factor_min) and _is_number(self.factor_max) and self.factor_min >= 1:
+        if _is_number(self.factor_min) and self.factor_min >= 1:
             raise DiffringError("method.factor_min", self.factor_min, "expected a number in [0, 1)")
         if _is_number(self.factor_max) and self.factor_max <= 1:
             raise DiffringError("method.factor_max", self.factor_max, "expected a number > 1")
@@ -178,7 +178,7 @@ class AdaptiveRK(AbstractMethod):
         fsal = inputs is None
         # Steps never cross an interval boundary: the record interval, or with inputs the sample interval.
         m = every if inputs is not None else 1  # intervals per record block
-        length = jnp.asarray(model.dt * (every // m), dtype)  # the interval, exact as a Python float product
+        length = jnp.asarray(model.dt * (every // m), dtype)  # dt, or every * dt without inputs
         xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
 
         def cast(x):
