@@ -253,7 +253,7 @@ def report(res, args, path):
         L += [
             "## Digits: accuracy vs number of rings",
             "",
-            f"scikit-learn's 1,797 digits, seeded 80/20 split (360 test images), reduced recipe: 16 x 16 "
+            f"scikit-learn's 1,797 digits, seeded 80/20 split (359 test images), reduced recipe: 16 x 16 "
             f"resize, Hilbert curve, windows of 8 held 9 steps, 2,400 steps, 9 snapshots of all outputs; "
             f"eps = {r['eps']}, p = {r['p']}. ESN of equal size at spectral radius 0.9 on the same windows "
             f"(one step per window). Linear readout on the 16 x 16 image: **{r['linear']:.3f}**.",
@@ -276,7 +276,8 @@ def report(res, args, path):
         L += [
             "## Digits: accuracy vs coupling eps and rewiring p (heatmap)",
             "",
-            f"{r['n_rings']} rings, same recipe; rows eps, columns p; test accuracy.",
+            f"{r['n_rings']} rings, same recipe; rows eps, columns p; test accuracy (published features, outputs "
+            "only). Differences between cells are about one to two standard deviations.",
             "",
             "| eps \\ p | " + " | ".join(str(p) for p in ps) + " |",
             "|" + " --- |" * (len(ps) + 1),
@@ -368,6 +369,9 @@ def report(res, args, path):
         "- The complexity-measure sweep (neural entropy, input sensitivity, effective dimensionality vs "
         "accuracy) is produced by the readouts/complexity work (`diffring.reservoir.complexity_sweep`), not "
         "by this script.",
+        "- The digits sections use the reduced recipe. The published recipe (32 x 32, 10,000 steps, 200 rings, "
+        "eps 0.05, p 0.1, outputs only) was run once (seed 0) by benchmarks/bench_reservoir.py: test accuracy "
+        "0.908 (benchmarks/results/reservoir.md); it is not swept over seeds here.",
         "- MNIST (the paper's 90.65 %) needs the user's local MNIST files (`task.kind: mnist_idx` or "
         "`mnist_npz`); nothing is downloaded, so it is not measured here.",
         "",
