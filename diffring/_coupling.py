@@ -31,6 +31,15 @@ class AbstractCoupling(eqx.Module):
 
     packed_carry_helps: ClassVar[bool] = False
 
+    @property
+    def layout(self) -> tuple[int, ...]:
+        """The natural array shape of a neuron vector (row-major order = neuron order)."""
+        return (self.n_neurons,)
+
+    def in_layout(self, x: Array) -> Array:
+        """W o with o and the result in the shape `layout`."""
+        return self(x.reshape(-1)).reshape(self.layout)
+
     @abc.abstractmethod
     def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
         """Return W o."""
@@ -145,13 +154,21 @@ class LatticeS0Coupling(AbstractCoupling):
                 total = term if total is None else total + term
         return total
 
-    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+    @property
+    def layout(self) -> tuple[int, ...]:
+        """The natural shape of a neuron vector, (ring_size, *grid); row-major order = neuron order."""
+        return (self.ring_size,) + tuple(self.grid)
+
+    def in_layout(self, x: Float[Array, "n_pos *grid"]) -> Float[Array, "n_pos *grid"]:
+        """W o on the (ring_size, *grid) layout (no reshapes: XLA then loops over the grid directly)."""
         n, r = self.ring_size, self.r_in
-        x = o.reshape((n,) + self.grid)
         src = jnp.concatenate([x[n - 1 :], x[: n - 1]], axis=0)  # src[p] = x[p - 1]
         head = src[r : r + 1] + self.eps * self._neighbour_sum(x[self.s_out])[None]
         parts = [src[:r], head, src[r + 1 :]]
-        return jnp.concatenate([q for q in parts if q.shape[0]], axis=0).reshape(-1)
+        return jnp.concatenate([q for q in parts if q.shape[0]], axis=0)
+
+    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+        return self.in_layout(o.reshape(self.layout)).reshape(-1)
 
     def edges(self):
         n = self.ring_size

@@ -567,12 +567,9 @@ def _spread(x, mesh, axis):
 
 
 def _carry_of(method):
-    """The loop carry of a resolved `MapScan` (sign-packed or plain), if `_scan_records` takes one."""
-    try:
-        from ._simulate import _PlainCarry, _SignPackedCarry
-    except ImportError:
-        return None
-    return _SignPackedCarry if getattr(method, "pack", False) is True else _PlainCarry
+    """The loop carry inside `shard_map`: the plain (v, o) one. The sign-packed carry needs the
+    model's packed step over the coupling's layout, which the per-block halo couplings do not have."""
+    return None
 
 
 def shard_batch(mesh: Mesh, tree):

@@ -196,7 +196,8 @@ class _PlainCarry:
 
 
 class _SignPackedCarry:
-    """The loop carries one array w = v where o = 1 and -v where o = 0 (-0.0 for v = 0).
+    """The loop carries one array w = v where o = 1 and -v where o = 0 (-0.0 for v = 0), in the
+    coupling's layout, stepped by `DiscreteMap.make_sign_packed_step`.
 
     Exact when v >= 0 and o is 0 or 1 throughout, which holds for the hard map when the weights, the
     inputs and v0 are nonnegative (v is then a convex combination of nonnegative numbers). With one
@@ -204,17 +205,22 @@ class _SignPackedCarry:
     (benchmarks/bench_lattice.py measures the gain).
     """
 
-    @staticmethod
-    def encode(state):
-        return jnp.where(state.o == 0, -jnp.abs(state.v), jnp.abs(state.v))
+    def __init__(self, layout):
+        self.layout = tuple(layout)
 
-    @staticmethod
-    def decode(w):
+    def encode(self, state):
+        w = jnp.where(state.o == 0, -jnp.abs(state.v), jnp.abs(state.v))
+        return w.reshape(w.shape[:-1] + self.layout)
+
+    def _flat(self, w):
+        return w.reshape(w.shape[: w.ndim - len(self.layout)] + (-1,))
+
+    def decode(self, w):
+        w = self._flat(w)
         return State(jnp.abs(w), jnp.where(jnp.signbit(w), jnp.zeros((), w.dtype), jnp.ones((), w.dtype)))
 
-    @staticmethod
-    def outputs(w, index):
-        w = w[..., index]
+    def outputs(self, w, index):
+        w = self._flat(w)[..., index]
         return jnp.where(jnp.signbit(w), jnp.zeros((), w.dtype), jnp.ones((), w.dtype))
 
 
@@ -235,8 +241,7 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
 
     def inner(c, x):
         w, trk, ok, k = c
-        state, ok_step = step(carry.decode(w), x)
-        w_new = carry.encode(state)
+        w_new, ok_step = step(w, x)
         if record.phases:
             # A fall of a probe between the state before and after step k is a fire at t_{k+1}
             # (`PhaseTracker.update` semantics). The tracker rides in one packed buffer.
@@ -300,9 +305,12 @@ class MapScan(AbstractMethod):
                                 f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
         net = model.network
         # "auto" left unresolved (run called directly, e.g. under a caller's jit): the plain carry.
-        carry = _SignPackedCarry if self.pack is True else _PlainCarry
+        if self.pack is True:
+            carry, step = _SignPackedCarry(net.coupling.layout), model.make_sign_packed_step()
+        else:
+            carry, step = _PlainCarry, model.make_step()
         t, recs, status, state, tracker = _scan_records(
-            net, model.make_step(), model.dt, state0, inputs, tracker0, t0, n_steps, record,
+            net, step, model.dt, state0, inputs, tracker0, t0, n_steps, record,
             self.unroll, self.checkpoint, self.segment, carry,
         )
         return _solution(t, recs, status, state, tracker, {}, record)
