@@ -372,28 +372,40 @@ def _plain(x):
     return x
 
 
-def load_config(path: str) -> dict:
-    """Read a YAML config; relative file paths in it are made absolute against its directory."""
+def read_yaml_file(path: str, field: str) -> Any:
+    """Parse the YAML file at `path`; errors name `field` (e.g. CONFIG, SWEEP) and the path."""
     if not os.path.isfile(path):
-        raise DiffringError("CONFIG", path, "file not found")
+        raise DiffringError(field, path, "file not found")
     try:
         with open(path) as f:
             text = f.read()
     except OSError as e:
-        raise DiffringError("CONFIG", path, f"could not read it ({e.strerror})") from None
-    raw = parse_yaml(text, f"CONFIG {path}")
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise DiffringError("CONFIG", type(raw).__name__, "expected a YAML mapping of sections: " + ", ".join(SECTIONS))
+        raise DiffringError(field, path, f"could not read it ({e.strerror})") from None
+    return parse_yaml(text, f"{field} {path}")
+
+
+def absolute_paths(cfg: Any, path: str) -> None:
+    """Make the relative file paths of a run config (`PATH_KEYS`) absolute against `path`'s directory."""
+    if not isinstance(cfg, dict):
+        return
     base = os.path.dirname(os.path.abspath(path))
     for section, keys in PATH_KEYS.items():
-        sec = raw.get(section)
+        sec = cfg.get(section)
         if isinstance(sec, dict):
             for k in keys:
                 p = sec.get(k)
                 if isinstance(p, str) and p and not os.path.isabs(p):
                     sec[k] = os.path.normpath(os.path.join(base, os.path.expanduser(p)))
+
+
+def load_config(path: str) -> dict:
+    """Read a YAML config; relative file paths in it are made absolute against its directory."""
+    raw = read_yaml_file(path, "CONFIG")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DiffringError("CONFIG", type(raw).__name__, "expected a YAML mapping of sections: " + ", ".join(SECTIONS))
+    absolute_paths(raw, path)
     return raw
 
 

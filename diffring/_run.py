@@ -22,6 +22,7 @@ nothing that looks valid):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -361,9 +362,10 @@ def _run_and_write(cfg, out, built, ckpt, progress, overwrite, t_start, build_s)
     return summary
 
 
-def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
-    from ._plot import save_run_plots
-
+@contextlib.contextmanager
+def atomic_out_dir(out: str, overwrite: bool = False):
+    """Yield a temporary sibling of `out` to fill; when the block succeeds it replaces `out` in one
+    rename, and on any error it is removed, so nothing half-written is ever found at `out`."""
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
@@ -372,6 +374,26 @@ def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the final directory should not be
     try:
+        yield tmp
+        check_out_dir(out, overwrite)
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
+    from ._plot import save_run_plots
+
+    with atomic_out_dir(out, overwrite) as tmp:
         with open(os.path.join(tmp, "config.yaml"), "w") as f:
             f.write(dump_yaml(cfg))
         np.savez_compressed(os.path.join(tmp, "outputs.npz"), **outputs)
@@ -386,13 +408,4 @@ def _write_atomic(out, cfg, summary, outputs, grid, *, overwrite, t_start, tic):
             )
         summary["timings"]["write_s"] = time.perf_counter() - tic
         summary["timings"]["total_s"] = time.perf_counter() - t_start
-        with open(os.path.join(tmp, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
-        check_out_dir(out, overwrite)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(os.path.join(tmp, "summary.json"), summary)

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._config import PATH_KEYS, apply_overrides, dump_yaml, parse_yaml, resolve
+from ._config import absolute_paths, apply_overrides, dump_yaml, parse_yaml, read_yaml_file, resolve
 from ._errors import DiffringError
 
 SWEEP_KEYS = ("base", "grid", "seeds", "chunk")
@@ -76,26 +76,10 @@ class Sweep(NamedTuple):
 
 def load_sweep(path: str) -> dict:
     """Read SWEEP.yaml; relative file paths in `base` are made absolute against its directory."""
-    if not os.path.isfile(path):
-        raise DiffringError("SWEEP", path, "file not found")
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise DiffringError("SWEEP", path, f"could not read it ({e.strerror})") from None
-    raw = parse_yaml(text, f"SWEEP {path}")
+    raw = read_yaml_file(path, "SWEEP")
     if not isinstance(raw, dict):
         raise DiffringError("SWEEP", type(raw).__name__, "expected a YAML mapping with keys " + ", ".join(SWEEP_KEYS))
-    base = raw.get("base")
-    if isinstance(base, dict):
-        d = os.path.dirname(os.path.abspath(path))
-        for section, keys in PATH_KEYS.items():
-            sec = base.get(section)
-            if isinstance(sec, dict):
-                for k in keys:
-                    p = sec.get(k)
-                    if isinstance(p, str) and p and not os.path.isabs(p):
-                        sec[k] = os.path.normpath(os.path.join(d, os.path.expanduser(p)))
+    absolute_paths(raw.get("base"), path)
     return raw
 
 

@@ -12,10 +12,7 @@ Output directory (written to a temporary sibling and renamed at the end):
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 
@@ -129,16 +126,9 @@ def _plots(tmp, data, res):
 
 
 def _write(out, cfg, summary, data, res, *, overwrite, t_start):
-    from .._run import check_out_dir
+    from .._run import atomic_out_dir, write_json
 
-    out = os.path.abspath(out)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
+    with atomic_out_dir(out, overwrite) as tmp:
         with open(os.path.join(tmp, "config.yaml"), "w") as f:
             f.write(dump_yaml(cfg))
         arrays = {"y": data.y, "predictions": np.asarray(res["predictions"])}
@@ -150,13 +140,4 @@ def _write(out, cfg, summary, data, res, *, overwrite, t_start):
         if cfg["output"]["plots"]:
             summary["plots"] = _plots(tmp, data, res)
         summary["timings"]["total_s"] = time.perf_counter() - t_start
-        with open(os.path.join(tmp, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
-        check_out_dir(out, overwrite)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(os.path.join(tmp, "summary.json"), summary)
