@@ -112,8 +112,8 @@ def main():
     rep.add(
         f"Every member's R(t) from the sweep equals its single run bit for bit: {equal} ({n_diff} of {M} members "
         f"differ, max |dR| = {max_diff:.3g}). States and phases of `simulate_batch` members equal their single runs; "
-        "R is a sum over rings inside the program, and XLA's vectorised reduction under vmap adds in another "
-        "order for large ring counts (a pairwise sum written out as slices is batch-invariant; see docs/sweeps.md)."
+        "R sums over rings in a fixed pairwise order (`order_parameter`), so the batched program adds as the "
+        "single one does (see docs/sweeps.md)."
     )
     speedup = med["singles"] / med["sweep"]
     rep.add(f"Speed-up of the sweep over single runs (warm, median of {repeats}): {speedup:.2f}x.")
