@@ -159,7 +159,7 @@ class LatticeS0Coupling(AbstractCoupling):
         """The natural shape of a neuron vector, (ring_size, *grid); row-major order = neuron order."""
         return (self.ring_size,) + tuple(self.grid)
 
-    def in_layout(self, x: Float[Array, "n_pos *grid"]) -> Float[Array, "n_pos *grid"]:
+    def in_layout(self, x: Array) -> Array:
         """W o on the (ring_size, *grid) layout (no reshapes: XLA then loops over the grid directly)."""
         n, r = self.ring_size, self.r_in
         src = jnp.concatenate([x[n - 1 :], x[: n - 1]], axis=0)  # src[p] = x[p - 1]
