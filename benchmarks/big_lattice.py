@@ -3,7 +3,14 @@
 Usage: python benchmarks/big_lattice.py L STEPS   (e.g. 6144 10: 226 M neurons, ~14 GB)
 Prints the build + compile + first-run time, the rate of a second run and the process's max RSS.
 """
-import time, resource, sys, jax, jax.numpy as jnp, numpy as np, diffring as dr
+import resource
+import sys
+import time
+
+import jax
+
+import diffring as dr
+
 jax.config.update("jax_enable_x64", True)
 L=int(sys.argv[1]); steps=int(sys.argv[2])
 t=time.perf_counter()
