@@ -436,7 +436,6 @@ class Sharded(AbstractMethod):
             glob.update(ring_pos=plan.ring_pos, neuron_pos=plan.neuron_pos)
         need_global = record.reduce is not None or record.observe is not None
         unroll, checkpoint, segment = self.method.unroll, self.method.checkpoint, self.method.segment
-        carry = _carry_of(self.method)
 
         def body(p, tr, tb, g, x, t0_):
             p = {k: (v if jnp.ndim(v) == 0 else v[0]) for k, v in p.items()}
@@ -525,7 +524,9 @@ class Sharded(AbstractMethod):
                 checkpoint,
                 segment,
             )
-            t, recs, status, state, tracker = _scan_records(*args, carry) if carry else _scan_records(*args)
+            # The plain (v, o) carry: the sign-packed one needs the model's packed step over the
+            # coupling's layout, which the per-block halo couplings do not have.
+            t, recs, status, state, tracker = _scan_records(*args)
             mine = recs["observed"] if record.phases else recs["reduced"]
             loc = dict(mine["loc"])
             if record.phases:
@@ -564,12 +565,6 @@ def _spread(x, mesh, axis):
         return x
     spec = (None,) * axis + (AXES,)
     return lax.with_sharding_constraint(x, NamedSharding(mesh, P(*spec)))
-
-
-def _carry_of(method):
-    """The loop carry inside `shard_map`: the plain (v, o) one. The sign-packed carry needs the
-    model's packed step over the coupling's layout, which the per-block halo couplings do not have."""
-    return None
 
 
 def shard_batch(mesh: Mesh, tree):

@@ -23,6 +23,7 @@ from jaxtyping import Array, Float, Int, PyTree
 from ._errors import DiffringError, check_choice, check_int
 from ._models import AbstractModel, AbstractSteppedModel, DiscreteMap, SmoothRelaxation, State
 from ._phases import PhaseTracker, order_parameter
+from ._threshold import HardThreshold
 
 STATUS_OK = 0
 STATUS_NONFINITE = 1
@@ -319,8 +320,6 @@ class MapScan(AbstractMethod):
 def _sign_packable(model, state0, inputs) -> bool:
     """Whether `_SignPackedCarry` is exact (the hard map with nonnegative weights, inputs and v0, and
     outputs exactly 0 or 1; checked on concrete values, traced ones mean no) and helps this coupling."""
-    from ._threshold import HardThreshold
-
     net = model.network if isinstance(model, DiscreteMap) else None
     if net is None or not isinstance(model.threshold, HardThreshold) or not net.coupling.packed_carry_helps:
         return False
