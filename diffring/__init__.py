@@ -1,5 +1,9 @@
 """diffring: batched, differentiable simulation of differentiating-neuron ring oscillators."""
 
+from . import (
+    _init as init,  # noqa: F401  (diffring.init.pulses, ...)
+    _plot as plot,  # noqa: F401  (diffring.plot.phase_map, kymograph, log_series, ...)
+)
 from ._adaptive import (
     AbstractTableau as AbstractTableau,
     AdaptiveRK as AdaptiveRK,
@@ -44,13 +48,9 @@ from ._models import (
     AbstractSteppedModel as AbstractSteppedModel,
     DiscreteMap as DiscreteMap,
     HardTrigger as HardTrigger,
-    SmoothRelaxation as SmoothRelaxation,
     State as State,
 )
-from . import _init as init  # noqa: F401  (diffring.init.pulses, ...)
-from . import _plot as plot  # noqa: F401  (diffring.plot.phase_map, kymograph, log_series, ...)
 from ._network import Network as Network, Rings as Rings
-from ._phases import PhaseTracker as PhaseTracker, order_parameter as order_parameter
 from ._observables import (
     CHATTER as CHATTER,
     IRREGULAR as IRREGULAR,
@@ -80,25 +80,29 @@ from ._observables import (
     wall_bonds as wall_bonds,
     wall_density as wall_density,
 )
+from ._odesolve import (
+    ODESolve as ODESolve,
+    ScanAdjoint as ScanAdjoint,
+)
+from ._phases import PhaseTracker as PhaseTracker, order_parameter as order_parameter
+from ._sharding import (
+    Sharded as Sharded,
+    ShardPlan as ShardPlan,
+    lattice_mesh as lattice_mesh,
+    shard_batch as shard_batch,
+    shard_plan as shard_plan,
+)
 from ._simulate import (
     STATUS_NAMES as STATUS_NAMES,
     AbstractMethod as AbstractMethod,
     MapScan as MapScan,
-    ODESolve as ODESolve,
     Record as Record,
-    ScanAdjoint as ScanAdjoint,
     Solution as Solution,
     batched_model as batched_model,
     simulate as simulate,
     simulate_batch as simulate_batch,
 )
-from ._sharding import (
-    ShardPlan as ShardPlan,
-    Sharded as Sharded,
-    lattice_mesh as lattice_mesh,
-    shard_batch as shard_batch,
-    shard_plan as shard_plan,
-)
+from ._smooth import SmoothRelaxation as SmoothRelaxation
 from ._threshold import (
     AbstractThreshold as AbstractThreshold,
     HardThreshold as HardThreshold,

@@ -22,17 +22,17 @@ import jax.numpy as jnp
 from diffrax import Tsit5 as _DiffraxTsit5
 
 from ._errors import DiffringError, check_float, check_int
-from ._models import SmoothRelaxation
+from ._odesolve import _hoist_thresholds
 from ._simulate import (
     STATUS_NONFINITE,
     STATUS_OK,
     STATUS_SOLVER_FAILURE,
     AbstractMethod,
     _finite,
-    _hoist_thresholds,
     _records,
     _solution,
 )
+from ._smooth import SmoothRelaxation
 
 
 class AbstractTableau(eqx.Module):
