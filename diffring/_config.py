@@ -228,7 +228,8 @@ MODEL = {
     "discrete": {
         **_NEURON_KEYS,
         "threshold": ("hard", _Choice("hard", "sigmoid", "soft")),
-        "threshold_beta": (20.0, POS),
+        # None: the chosen threshold's own default (SigmoidSurrogate 20, SoftThreshold 100).
+        "threshold_beta": (None, _Optional(POS)),
     },
     "continuous": {**_NEURON_KEYS, "max_events": (0, INT0)},
     "smooth": {
@@ -625,10 +626,11 @@ def build_model(cfg: Mapping, network):
     m = cfg["model"]
     kind = m["kind"]
     if kind == "discrete":
+        beta = {} if m["threshold_beta"] is None else {"beta": m["threshold_beta"]}
         threshold = {
             "hard": lambda: dr.HardThreshold(),
-            "sigmoid": lambda: dr.SigmoidSurrogate(m["threshold_beta"]),
-            "soft": lambda: dr.SoftThreshold(m["threshold_beta"]),
+            "sigmoid": lambda: dr.SigmoidSurrogate(**beta),
+            "soft": lambda: dr.SoftThreshold(**beta),
         }[m["threshold"]]()
         return dr.DiscreteMap(network, m["dt"], threshold), None
     if kind == "continuous":

@@ -109,8 +109,14 @@ def test_model_and_init_defaults_are_the_librarys():
             lib = _defaults(dr.rings)
         for k in keys:
             assert cfg[k] == lib[k], (obj, k)
-    cfg = resolve({"network": {"kind": "ring"}, "model": {"kind": "discrete"}})["model"]
-    assert cfg["threshold_beta"] == _defaults(dr.SigmoidSurrogate)["beta"]
+    # threshold_beta left unset means each threshold's own default beta.
+    for name, cls in (("sigmoid", dr.SigmoidSurrogate), ("soft", dr.SoftThreshold)):
+        raw = {"network": {"kind": "ring"}, "model": {"kind": "discrete", "threshold": name}}
+        model, _ = build_model(resolve(raw), dr.ring(6))
+        assert model.threshold.beta == _defaults(cls)["beta"], name
+        raw["model"]["threshold_beta"] = 7.5
+        model, _ = build_model(resolve(raw), dr.ring(6))
+        assert model.threshold.beta == 7.5, name
 
 
 def test_set_coerces_types():
