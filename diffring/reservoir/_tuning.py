@@ -1,5 +1,5 @@
 """Gradient-based reservoir tuning: differentiate a task loss through the reservoir with respect to
-its coupling strength eps, its thresholds and its input weights, and descend it with optax.
+its coupling strength eps, an input gain, its thresholds and its input weights; descend it with optax.
 
 The outer loss is the validation error of the *optimal* readout: the ridge readout is fitted in
 closed form on the training rows inside the loss (a Cholesky solve, differentiable), so the gradient
@@ -13,10 +13,11 @@ says how the reservoir should change for the best linear readout of its features
 
 Which model to differentiate through (docs/gradients.md): the smooth model or the soft map
 (`DiscreteMap(threshold=SoftThreshold(beta))`) give exact gradients; `SigmoidSurrogate(beta)` keeps
-the exact hard map forward with a heuristic backward. Surrogate gradients explode over long horizons
-at large beta (each switch multiplies tangents by up to beta / 4), so tuning uses short runs per
-sample (hundreds of steps), a small beta and clipped updates. docs/results/reservoir_tuning.md
-records the choice made and what it gives.
+the exact hard map forward with a heuristic backward. Exact is not enough: through the soft map at
+beta = 100 the loss is rough on the scale of one optimiser step (its gradient changes sign between
+nearby points), so descent follows noise. docs/results/reservoir_tuning.md tunes the four global
+quantities (`TuningSpace.from_model(model, frozen=("win",))`) through the soft map at beta = 10, where
+the loss is smooth, and records what that gives in the soft map and transferred to the hard map.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from ._readouts import Ridge
 
 class TunedParams(eqx.Module):
     """The tuned quantities: `log_eps_scale` (the eps links are multiplied by exp of it; 0 = as built),
-    `theta_H`, `theta_L` (as in the network: scalars or per-neuron) and the input weights `win`
-    (only entries that are nonzero in the built network are used)."""
+    `log_win_scale` (one input gain: all input weights are multiplied by exp of it), `theta_H`,
+    `theta_L` (as in the network: scalars or per-neuron) and the input weights `win` (only entries
+    that are nonzero in the built network are used)."""
 
     log_eps_scale: Float[Array, ""]
+    log_win_scale: Float[Array, ""]
     theta_H: Float[Array, "*n"]
     theta_L: Float[Array, "*n"]
     win: Float[Array, "n n_in"]
@@ -68,7 +71,8 @@ def _eps_mask(net) -> np.ndarray:
 
 class TuningSpace(eqx.Module):
     """How `TunedParams` enter a model. `frozen` names parameters held at their initial values
-    (any of "eps", "thresholds", "win"); the eps links of a `SparseCoupling` are the in-neighbour
+    (any of "eps", "gain", "thresholds", "win"; frozen=("win",) tunes only the four global
+    quantities eps scale, input gain, theta_H and theta_L); the eps links of a `SparseCoupling` are the in-neighbour
     entries that are not ring synapses (for a `RingCoupling`: entries of its table of extra rows), and
     of a `LatticeS0Coupling` its `eps`."""
 
@@ -78,8 +82,8 @@ class TuningSpace(eqx.Module):
 
     def __check_init__(self):
         for f in self.frozen:
-            if f not in ("eps", "thresholds", "win"):
-                raise DiffringError("tuning.frozen[]", f, "expected 'eps', 'thresholds' or 'win'")
+            if f not in ("eps", "gain", "thresholds", "win"):
+                raise DiffringError("tuning.frozen[]", f, "expected 'eps', 'gain', 'thresholds' or 'win'")
 
     @classmethod
     def from_model(cls, model, frozen: tuple[str, ...] = ()) -> TuningSpace:
@@ -101,8 +105,9 @@ class TuningSpace(eqx.Module):
 
     def init(self, model) -> TunedParams:
         net = model.network
+        zero = jnp.zeros((), net.dtype)
         return TunedParams(
-            log_eps_scale=jnp.zeros((), net.dtype), theta_H=net.theta_H, theta_L=net.theta_L, win=net.win
+            log_eps_scale=zero, log_win_scale=zero, theta_H=net.theta_H, theta_L=net.theta_L, win=net.win
         )
 
     def apply(self, params: TunedParams, model):
@@ -112,6 +117,8 @@ class TuningSpace(eqx.Module):
         scale = jnp.ones((), net.dtype) if "eps" in self.frozen else jnp.exp(p.log_eps_scale)
         th_H, th_L = (net.theta_H, net.theta_L) if "thresholds" in self.frozen else (p.theta_H, p.theta_L)
         win = net.win if "win" in self.frozen else p.win * self.win_mask
+        if "gain" not in self.frozen:
+            win = win * jnp.exp(p.log_win_scale)
         if self.eps_mask is None:
             coupling = eqx.tree_at(lambda c: c.eps, net.coupling, net.coupling.eps * scale)
         else:
