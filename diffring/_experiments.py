@@ -19,7 +19,6 @@ import json
 import math
 import os
 import pathlib
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -117,11 +116,12 @@ def run_batch(
     progress: bool = True,
     label: str = "",
     keep_phases: bool = False,
+    t_start: float = 0.0,
 ) -> dict:
     """Simulate the discrete map on `network` from `states` (B, n); with `eps` (one per member) the
     S0 coupling strength is swept over the batch. Records every `every` steps the on-the-fly
     lattice observables (no outputs stored), and the ring phases at the end of each of `segments`
-    equal segments (snapshots, record 0 included). Returns NumPy arrays: t, every observable
+    equal segments (snapshots, record 0 included); times start at `t_start`. Returns NumPy arrays: t, every observable
     (B, n_records[, ...]), snap_t, snap_phase/snap_valid (B, segments + 1, n_rings), final_o,
     status, and timings (first segment = compile + run, then per-segment simulate time).
     """
@@ -147,7 +147,7 @@ def run_batch(
     rec = dr.Record(every=every, which="probes", fields=(), phases=True, observe=fn)
     probes = network.rings.probes
     state = states
-    tracker = dr.PhaseTracker.init(states.o[..., probes], jnp.asarray(0.0, network.dtype))
+    tracker = dr.PhaseTracker.init(states.o[..., probes], jnp.asarray(t_start, network.dtype))
     parts, snaps, valids, snap_t, phase0 = [], [], [], [], []
     times = []
     status = None
@@ -162,7 +162,7 @@ def run_batch(
             record=rec,
             model_axes=axes,
             chunk_size=chunk_size,
-            t0=s * seg * dt,
+            t0=t_start + s * seg * dt,
             tracker=tracker,
         )
         jax.block_until_ready(sol)
@@ -261,14 +261,20 @@ def _sweep(
     t1=None,
     every=None,
     keep_phases=False,
+    states=None,
+    t_start=0.0,
 ):
-    """Run seeds x eps (S0) or seeds (eps_list = [None]) and return the data with a (E, S, ...) split."""
+    """Run seeds x eps (S0) or seeds (eps_list = [None]) and return the data with a (E, S, ...) split;
+    from `states` (E * S members, eps-major) at `t_start` if given (a continued run), else from
+    the initialiser."""
     import jax
     import jax.numpy as jnp
 
     dt, S = cfg["dt"], cfg["seeds"]
     E = len(eps_list)
-    if eps_list[0] is not None and init_kind == "random_phase":
+    if states is not None:
+        pass
+    elif eps_list[0] is not None and init_kind == "random_phase":
         # random_phase samples each ring's orbit under its resting link input eps * degree: one per eps
         per = [
             _init_states(
@@ -300,6 +306,7 @@ def _sweep(
         progress=progress,
         label=label,
         keep_phases=keep_phases,
+        t_start=t_start,
     )
     if timings is not None:
         timings[label] = d.pop("timings")
@@ -364,6 +371,14 @@ def _pm(m, e, fmt=".3g"):
     return f"{m:{fmt}} +- {e:{fmt}}"
 
 
+def _g(x, digits=4):
+    """x to `digits` significant digits without exponent notation (report tables)."""
+    if not math.isfinite(x) or x == 0:
+        return f"{x:g}"
+    dec = max(0, digits - 1 - int(math.floor(math.log10(abs(x)))))
+    return f"{x:.{dec}f}"
+
+
 def _head(cfg, meta, title):
     lines = [
         f"# {title}",
@@ -380,48 +395,161 @@ def _head(cfg, meta, title):
 
 
 class E1Catalogue(AbstractExperiment):
-    """E1: the ring-orbit catalogue (wraps docs/results/make_orbit_catalogue.py)."""
+    """E1: the ring-orbit catalogue (`diffring.catalogue`): periods, basins, Floquet multipliers."""
 
     name: ClassVar[str] = "E1_orbit_catalogue"
     title: ClassVar[str] = "E1: periodic orbits of uncoupled rings"
+    N_MU: ClassVar[int] = 3  # multipliers kept per orbit after the one along the flow
 
     def simulate(self, cfg, progress, timings):
-        script = REPO / "docs" / "results" / "make_orbit_catalogue.py"
-        out_md = cfg["_dir"] / "orbit_catalogue.md"
-        cmd = [
-            sys.executable,
-            str(script),
-            "--states",
-            str(cfg["states"]),
-            "--dt",
-            str(cfg["dt"]),
-            "--seed",
-            str(cfg["seed"]),
-            "--out",
-            str(out_md),
-        ]
+        import diffring as dr
+
+        sizes = list(range(cfg["sizes"][0], cfg["sizes"][1] + 1))
         tic = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        rows, table = dr.catalogue(
+            sizes, dt=cfg["dt"], n_states=cfg["states"], seed=cfg["seed"], t_settle=cfg["t_settle"]
+        )
         timings["catalogue"] = {"simulate_s": time.perf_counter() - tic}
-        return {"table": np.asarray(out_md.read_text())}
+        mu = np.full((len(rows), self.N_MU), np.nan)
+        for i, r in enumerate(rows):
+            m = np.asarray(r["multipliers"])
+            rest = np.abs(np.delete(m, np.argmin(np.abs(m - 1)))) if m.size else m
+            mu[i, : min(self.N_MU, rest.size)] = rest[: self.N_MU]
+        out = {k: np.asarray([r[k] for r in rows], float) for k in ("T_spec", "T_cont", "T_map", "basin", "basin_se")}
+        out.update({k: np.asarray([r[k] for r in rows], float) for k in ("dist1", "residual", "kink")})
+        out.update(
+            N=np.asarray([r["N"] for r in rows]),
+            k=np.asarray([r["k"] for r in rows]),
+            ok=np.asarray([r["ok"] for r in rows]),
+            mu_rest=mu,
+            other_N=np.asarray(sizes),
+            other=np.asarray([[table[N][x] for x in ("quiescent", "chatter", "irregular")] for N in sizes], float),
+        )
+        return out
 
     def analyse(self, data, cfg):
-        rows = [r for r in str(data["table"]).splitlines() if r.startswith("| ") and r[2].isdigit()]
-        return {"n_table_rows": len(rows)}
+        N, k = data["N"].astype(int), data["k"].astype(int)
+        div = N % k == 0
+        T1 = {int(n): float(t) for n, kk, t in zip(N, k, data["T_cont"], strict=True) if kk == 1}
+        scale = [
+            abs(float(t) / T1[int(n) // int(kk)] - 1)
+            for n, kk, t in zip(N, k, data["T_cont"], strict=True)
+            if n % kk == 0 and kk > 1 and int(n) // int(kk) in T1
+        ]
+        ok = data["ok"].astype(bool)
+        return {
+            "n_orbits": int(N.size),
+            "sizes": [int(data["other_N"][0]), int(data["other_N"][-1])],
+            "max_rel_cont_vs_spec": float(np.max(np.abs(data["T_cont"][div] / data["T_spec"][div] - 1))),
+            "max_rel_map_vs_spec": float(np.max(np.abs(data["T_map"][div] / data["T_spec"][div] - 1))),
+            "max_rel_Tk_vs_T1": float(max(scale)) if scale else math.nan,
+            "max_dist1": float(np.max(data["dist1"][ok])) if ok.any() else math.nan,
+            "max_residual": float(np.max(data["residual"])),
+            "not_smooth": [[int(a), int(b)] for a, b in zip(N[~ok], k[~ok], strict=True)],
+            "max_mu2_smooth": float(np.nanmax(data["mu_rest"][ok, 0])) if ok.any() else math.nan,
+            "basin_sum_max_dev": float(
+                max(
+                    abs(data["basin"][N == n].sum() + data["other"][i, :, 0].sum() - 1)
+                    for i, n in enumerate(data["other_N"])
+                )
+            ),
+        }
 
     def figures(self, data, results, cfg, directory):
-        return []
+        N, k = data["N"].astype(int), data["k"].astype(int)
+        fig, axs = _fig(3, 1, (15, 4.2))
+        for kk in sorted(set(k)):
+            s = k == kk
+            (ln,) = axs[0, 0].plot(N[s], data["T_cont"][s], "o", ms=4, label=f"k = {kk} (continuous)")
+            axs[0, 0].plot(N[s], data["T_map"][s], "x", color=ln.get_color(), ms=5)
+            d = s & (N % k == 0)
+            axs[0, 0].plot(N[d], data["T_spec"][d], "-", color=ln.get_color(), lw=0.8)
+        axs[0, 0].set_xlabel("ring size N")
+        axs[0, 0].set_ylabel("probe period")
+        axs[0, 0].set_title("periods: o continuous, x discrete map, line = spec T_1(N/k)", fontsize=9)
+        axs[0, 0].legend(fontsize=7, ncol=2)
+        sizes = data["other_N"].astype(int)
+        bottom = np.zeros(sizes.size)
+        for kk in sorted(set(k)):
+            frac = np.array([data["basin"][(N == n) & (k == kk)].sum() for n in sizes])
+            axs[0, 1].bar(sizes, frac, bottom=bottom, label=f"k = {kk}")
+            bottom += frac
+        for j, nm in enumerate(("quiescent", "chatter", "irregular")):
+            frac = data["other"][:, j, 0]
+            axs[0, 1].bar(sizes, frac, bottom=bottom, label=nm, color=("0.8", "k", "C3")[j])
+            bottom += frac
+        axs[0, 1].set_xlabel("ring size N")
+        axs[0, 1].set_ylabel(f"fraction of {cfg['states']} random states")
+        axs[0, 1].set_title("basins of attraction (discrete map)", fontsize=9)
+        axs[0, 1].legend(fontsize=6, ncol=2)
+        ok = data["ok"].astype(bool)
+        for kk in sorted(set(k)):
+            s = (k == kk) & ok
+            axs[0, 2].plot(N[s], data["mu_rest"][s, 0], "o", ms=4, label=f"k = {kk}")
+        axs[0, 2].axhline(1, color="0.5", lw=0.6, ls=":")
+        axs[0, 2].set_xlabel("ring size N")
+        axs[0, 2].set_ylabel("|mu_2| (largest after the flow multiplier)")
+        axs[0, 2].set_title("Floquet: near-neutral pulse-spacing modes (k >= 2)", fontsize=9)
+        axs[0, 2].legend(fontsize=7)
+        fig.savefig(os.path.join(directory, "catalogue.png"), dpi=110)
+        return ["catalogue.png"]
 
     def report(self, results, cfg, meta):
-        return "\n".join(
-            _head(cfg, meta, self.title)
-            + [
-                f"The table ({results['n_table_rows']} rows) is `{self.name}/orbit_catalogue.md`, written by "
-                "`docs/results/make_orbit_catalogue.py` (the committed full-size table is "
-                "`docs/results/orbit_catalogue.md`).",
-                "",
+        data = np.load(os.path.join(meta["data_dir"], "data.npz")) if "data_dir" in meta else None
+        L = _head(cfg, meta, self.title)
+        L += [
+            f"Uncoupled rings N = {results['sizes'][0]} ... {results['sizes'][1]} (theta_H = 0.49, theta_L = 0.2, "
+            f"tau = 1), every k-pulse family ({results['n_orbits']} orbits). `T_spec` = T_1(N/k) from the spec "
+            "formula (only when k | N); `T_cont` = probe period of the continuous hard model (lap / k; shooting "
+            f"Newton on the exact event-driven flow); `T_map` = mean probe inter-fire interval of the discrete map "
+            f"at dt = {cfg['dt']}; `basin` = fraction of {cfg['states']} uniform random states (`init.uniform`, "
+            f"discrete map, t_settle = {cfg['t_settle']:g}) ending on the k-pulse orbit, +- binomial standard error; "
+            "`abs mu_2..4` = largest Floquet multipliers after the one along the flow (monodromy over one lap, "
+            "central differences of the exact hard flow); `abs(mu_1 - 1)` = distance of the flow multiplier from 1.",
+            "",
+            "Checks (from the data):",
+            "",
+            f"- max |T_cont / T_spec - 1| over k | N: {results['max_rel_cont_vs_spec']:.1e}; discrete map "
+            f"(dt = {cfg['dt']}): {results['max_rel_map_vs_spec']:.1e}.",
+            f"- T_k(N) = T_1(N/k): max |T_cont(N, k) / T_cont(N/k, 1) - 1| = {results['max_rel_Tk_vs_T1']:.1e}.",
+            f"- max |mu_1 - 1| over smooth orbits: {results['max_dist1']:.1e}; Newton residual <= "
+            f"{results['max_residual']:.1e}; not smooth (no multipliers, see `diffring.floquet`): "
+            f"{results['not_smooth']}.",
+            f"- largest |mu_2| over smooth orbits: {results['max_mu2_smooth']:.4f} (< 1: every smooth orbit is "
+            "stable; values near 1 are the slow pulse-spacing modes of k >= 2 orbits).",
+            f"- basins + quiescent + chatter + irregular sum to 1 within {results['basin_sum_max_dev']:.1e} per N.",
+            "",
+        ]
+        if data is not None:
+            L += [
+                "| N | k | T_spec | T_cont | T_map | basin | abs mu_2 | abs mu_3 | abs mu_4 | abs(mu_1 - 1) | kink |",
+                "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
-        )
+            for i in range(data["N"].size):
+                ts = "" if np.isnan(data["T_spec"][i]) else f"{data['T_spec'][i]:.6f}"
+                mu = ["" if np.isnan(x) else f"{x:.3g}" for x in data["mu_rest"][i]]
+                L.append(
+                    f"| {data['N'][i]} | {data['k'][i]} | {ts} | {data['T_cont'][i]:.6f} | {data['T_map'][i]:.4f} | "
+                    f"{data['basin'][i]:.3f} +- {data['basin_se'][i]:.3f} | {' | '.join(mu)} | "
+                    f"{data['dist1'][i]:.1e} | {data['kink'][i]:.0e} |"
+                )
+            L += [
+                "",
+                "Other final states per N (same random states):",
+                "",
+                "| N | quiescent | chatter | irregular |",
+                "|---|---|---|---|",
+            ]
+            for i, n in enumerate(data["other_N"]):
+                L.append(f"| {n} | " + " | ".join(f"{p:.3f} +- {s:.3f}" for p, s in data["other"][i]) + " |")
+        L += [
+            "",
+            "Figure: `E1_orbit_catalogue/catalogue.png` (periods, basins, |mu_2|).",
+            "",
+            "![catalogue](E1_orbit_catalogue/catalogue.png)",
+            "",
+        ]
+        return "\n".join(L)
 
 
 class E2Growth(AbstractExperiment):
@@ -640,7 +768,16 @@ class E3Domains(AbstractExperiment):
         d = _sweep(cfg, net, cfg["init"], [None], progress=progress, label="E3", timings=timings)
         out = {
             k: d[k][0]
-            for k in ("xi_fit", "wall_density", "mean_domain_size", "largest_domain", "n_domains", "R_local", "status")
+            for k in (
+                "xi_fit",
+                "xi_cross",
+                "wall_density",
+                "mean_domain_size",
+                "largest_domain",
+                "n_domains",
+                "R_local",
+                "status",
+            )
         }
         out["C1"] = d["C"][0][..., 1]
         out["t"] = d["t"]
@@ -656,7 +793,9 @@ class E3Domains(AbstractExperiment):
         res = {"n_rings": int(np.prod(cfg["network"]["shape"])), "rows": []}
         for tq in cfg["report_times"]:
             row = {"t": _at(t, data["wall_density"], tq)[1]}
-            for k in ("wall_density", "mean_domain_size", "largest_domain", "n_domains", "xi_fit", "C1"):
+            for k in ("wall_density", "mean_domain_size", "largest_domain", "n_domains", "xi_fit", "xi_cross", "C1"):
+                if k not in data:
+                    continue
                 y = data[k].astype(float)
                 i = int(np.argmin(np.abs(t - tq)))
                 row[k] = float(y[:, i].mean())
@@ -669,6 +808,12 @@ class E3Domains(AbstractExperiment):
             res["wall_fit"] = fit_power_law(t, data["wall_density"], w, n_boot=g["n_boot"], seed=cfg["seed"])
             res["size_fit"] = fit_power_law(t, data["mean_domain_size"], w, n_boot=g["n_boot"], seed=cfg["seed"])
         res["status_ok"] = bool(np.all(data["status"] == 0))
+        if "steady" in cfg:
+            res["steady"] = {
+                k: steady_state(t, data[k].astype(float), frac=cfg["steady"]["frac"], tol=cfg["steady"]["tol"])
+                for k in ("wall_density", "mean_domain_size", "largest_domain", "xi_cross", "C1")
+                if k in data
+            }
         res["defects"] = [self._defects(data, j, cfg) for j in range(len(data["snap_t"]))]
         return res
 
@@ -700,8 +845,9 @@ class E3Domains(AbstractExperiment):
         grid = tuple(cfg["network"]["shape"])
         periodic = cfg["network"]["boundary"] == "periodic"
         st = data["snap_t"]
-        fig, axs = _fig(len(st), 1, (3.4 * len(st), 3.4))
-        for ax, i in zip(axs[0], range(len(st)), strict=True):
+        panels = sorted({int(np.argmin(np.abs(st - float(w)))) for w in cfg.get("panel_times", st)})
+        fig, axs = _fig(len(panels), 1, (3.4 * len(panels), 3.4))
+        for ax, i in zip(axs[0], panels, strict=True):
             _plot.phase_map(
                 data["snap_phase"][i].astype(float),
                 grid,
@@ -737,7 +883,8 @@ class E3Domains(AbstractExperiment):
             ax=ax2[0, 1],
             ylabel="rings",
         )
-        _plot.log_series(t, {"xi (ExpFit)": data["xi_fit"]}, ax=ax2[0, 2], ylabel="xi (rings)")
+        xis = {"xi (1/e crossing)": data["xi_cross"]} if "xi_cross" in data else {}
+        _plot.log_series(t, {**xis, "xi (ExpFit)": data["xi_fit"]}, ax=ax2[0, 2], ylabel="xi (rings)")
         for ax in ax2[0]:
             ax.axvline(cfg["growth"]["t_min"], color="0.5", lw=0.6, ls=":")
         fig2.savefig(os.path.join(directory, "walls_domains.png"), dpi=110)
@@ -753,18 +900,37 @@ class E3Domains(AbstractExperiment):
             "are connected components of non-wall bonds (`diffring.domains`); mean domain size = rings / domains. "
             "Means +- standard error over seeds.",
             "",
-            "| t | wall density | mean domain size | largest domain | domains | xi | C1 |",
-            "|---|---|---|---|---|---|---|",
+            "| t | wall density | mean domain size | largest domain | domains | xi_cross | xi_fit | C1 |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in results["rows"]:
+            xc = _pm(r["xi_cross"], r["xi_cross_sem"], ".2f") if "xi_cross" in r else ""
             L.append(
                 f"| {r['t']:g} | {_pm(r['wall_density'], r['wall_density_sem'], '.4f')} | "
                 f"{_pm(r['mean_domain_size'], r['mean_domain_size_sem'], '.1f')} | "
                 f"{_pm(r['largest_domain'], r['largest_domain_sem'], '.0f')} | "
-                f"{_pm(r['n_domains'], r['n_domains_sem'], '.0f')} | "
+                f"{_pm(r['n_domains'], r['n_domains_sem'], '.0f')} | {xc} | "
                 f"{_pm(r['xi_fit'], r['xi_fit_sem'], '.2f')} | {_pm(r['C1'], r['C1_sem'], '.3f')} |"
             )
         L.append("")
+        if "steady" in results:
+            sd = results["steady"]
+            w = next(iter(sd.values()))
+            L += [
+                f"Steady state: mean over t = {w['window'][0]:g} ... {w['window'][1]:g} (last "
+                f"{cfg['steady']['frac']:.0%}) against the window before (t = {w['prev_window'][0]:g} ... "
+                f"{w['prev_window'][1]:g}); drift = relative change +- its standard error over seeds; plateau if "
+                f"|drift| <= {cfg['steady']['tol']:g}:",
+                "",
+                "| quantity | last window | previous window | drift | plateau |",
+                "|---|---|---|---|---|",
+            ]
+            for k, q in sd.items():
+                L.append(
+                    f"| {k} | {_g(q['mean'])} +- {_g(q['sem'], 2)} | {_g(q['prev_mean'])} | "
+                    f"{q['drift']:+.3f} +- {q['drift_sem']:.3f} | {'yes' if q['plateau'] else 'no'} |"
+                )
+            L.append("")
         if "wall_fit" in results:
             w, s = results["wall_fit"], results["size_fit"]
             L += [
@@ -789,6 +955,12 @@ class E3Domains(AbstractExperiment):
         L += [
             "Figures: `E3_domains/phase_maps.png` and the animation `E3_domains/phase_maps.gif` (seed 0; black "
             "lines = wall bonds), `E3_domains/walls_domains.png` (log-log, mean +- sd over seeds).",
+            "",
+            "![phase maps](E3_domains/phase_maps.png)",
+            "",
+            "![walls and domains](E3_domains/walls_domains.png)",
+            "",
+            "![animation](E3_domains/phase_maps.gif)",
             "",
         ]
         return "\n".join(L)
@@ -832,11 +1004,21 @@ class E4Sharing(AbstractExperiment):
                 net = _lattice(base, dtype, **kw, **extra, eps=0.0 if eps[0] is None else eps[0])
                 gauge = staggered_gauge(base["shape"]) if c["scheme"] == "S2" else None
                 lab = self._label({**c, **extra, "eps": eps[0] if eps[0] is not None else 0.0})
-                d = _sweep(cfg, net, cfg["init"], eps, progress=progress, label=lab, gauge=gauge, timings=timings)
+                d = _sweep(
+                    cfg,
+                    net,
+                    cfg["init"],
+                    eps,
+                    progress=progress,
+                    label=lab,
+                    gauge=gauge,
+                    timings=timings,
+                    t1=c.get("t1"),
+                )
                 for i, e in enumerate(eps):
                     cond = {**c, **extra, "eps": e if e is not None else 0.0}
                     key = self._label(cond)
-                    out["t"] = d["t"]
+                    out[f"{key}/t"] = d["t"]  # conditions may run for different times (`t1` per condition)
                     for k in ("xi_fit", "xi_cross", "mean_domain_size", "largest_domain", "wall_density", "R"):
                         out[f"{key}/{k}"] = d[k][i]
                     out[f"{key}/C1"] = d["C"][i][..., 1]
@@ -845,12 +1027,30 @@ class E4Sharing(AbstractExperiment):
                     out[f"{key}/snap_phase"] = d["snap_phase"][i, 0, -1].astype(np.float16)
         return out
 
+    @staticmethod
+    def _t(data, key):
+        return data[f"{key}/t"] if f"{key}/t" in data else data["t"]
+
+    #: steady-state quantities; xi_cross (1/e crossing) is the primary correlation size (xi_fit follows
+    #: the slow tail of C and is unreliable before the plateau, see E6)
+    STEADY: ClassVar[tuple[str, ...]] = (
+        "xi_cross",
+        "xi_fit",
+        "mean_domain_size",
+        "largest_domain",
+        "wall_density",
+        "C1",
+    )
+    RATIOS: ClassVar[tuple[str, ...]] = ("xi_cross", "xi_fit", "mean_domain_size")
+
     def analyse(self, data, cfg):
-        t = data["t"]
         ss = cfg["steady"]
-        res = {"conditions": [], "L": max(cfg["network"]["shape"])}
+        Lsys = max(cfg["network"]["shape"])
+        n_rings = int(np.prod(cfg["network"]["shape"]))
+        res = {"conditions": [], "L": Lsys, "n_rings": n_rings}
         for c in self._conditions(cfg):
             key = self._label(c)
+            t = self._t(data, key)
             r = {
                 "label": key,
                 "scheme": c["scheme"],
@@ -858,37 +1058,54 @@ class E4Sharing(AbstractExperiment):
                 "eps": c["eps"],
                 "aggregate": c["aggregate"],
                 "shared": c.get("shared"),
+                "t1": float(t[-1]),
+                "seeds": int(data[f"{key}/xi_cross"].shape[0]),
                 "status_ok": bool(np.all(data[f"{key}/status"] == 0)),
                 "active_final": float(data[f"{key}/valid_frac"][:, -1].mean()),
             }
-            for k in ("xi_fit", "xi_cross", "mean_domain_size", "largest_domain", "wall_density", "C1"):
+            for k in self.STEADY:
                 r[k] = steady_state(t, data[f"{key}/{k}"].astype(float), frac=ss["frac"], tol=ss["tol"])
-            m = data[f"{key}/xi_fit"].astype(float).mean(0)
-            below = np.flatnonzero(m < 0.95 * res["L"])  # <xi> >= 0.95 L from t_xi_L to the end of the run
+            r["xi_capped"] = bool(r["xi_cross"]["mean"] >= 0.95 * Lsys)
+            r["size_capped"] = bool(r["mean_domain_size"]["mean"] >= 0.95 * n_rings)
+            m = data[f"{key}/xi_cross"].astype(float).mean(0)
+            below = np.flatnonzero(m < 0.95 * Lsys)  # <xi> >= 0.95 L from t_xi_L to the end of the run
             r["t_xi_L"] = (
                 None if below.size and below[-1] == t.size - 1 else float(t[below[-1] + 1 if below.size else 0])
             )
-            res["conditions"].append(r)
-        for r in res["conditions"]:
             if r["scheme"] == "S2" and r["active_final"] >= 0.5:
                 # raw (ungauged) probe phases of seed 0 at the end: the locked offset between neighbours
-                ph = data[f"{r['label']}/snap_phase"].astype(float).reshape(tuple(cfg["network"]["shape"]))
+                ph = data[f"{key}/snap_phase"].astype(float).reshape(tuple(cfg["network"]["shape"]))
                 r["raw_C1_seed0"] = float(np.mean([np.cos(np.roll(ph, -1, a) - ph).mean() for a in (0, 1)]))
+            res["conditions"].append(r)
         by = {r["label"]: r for r in res["conditions"]}
         res["pairs"] = []
         for a, b in cfg.get("pairs", []):
             if a in by and b in by:
-                p = {"a": a, "b": b}
-                for k in ("xi_fit", "mean_domain_size"):
+                p = {"a": a, "b": b, "a_capped": by[a]["xi_capped"], "b_capped": by[b]["xi_capped"]}
+                for k in self.RATIOS:
                     p[k] = ratio_ci(by[a][k]["per_seed"], by[b][k]["per_seed"], seed=cfg["seed"])
-                    p[k + "_capped"] = bool(by[a][k]["mean"] >= 0.95 * (res["L"] if k == "xi_fit" else res["L"] ** 2))
                 res["pairs"].append(p)
-        ref = next((r for r in res["conditions"] if r["label"] == cfg["reference"]), None)
+        ref = by.get(cfg["reference"])
         if ref is not None:
             res["reference"] = cfg["reference"]
             for r in res["conditions"]:
-                for k in ("xi_fit", "mean_domain_size"):
+                for k in self.RATIOS:
                     r[f"{k}_ratio"] = ratio_ci(r[k]["per_seed"], ref[k]["per_seed"], seed=cfg["seed"])
+        res["aggregation"] = []
+        for r in res["conditions"]:
+            if r["aggregate"] == "sum" and r["scheme"] != "S0":
+                other = by.get(r["label"][: -len("sum")] + "mean")
+                if other is not None:
+                    res["aggregation"].append(
+                        {
+                            "sum": r["label"],
+                            "mean": other["label"],
+                            "active_sum": r["active_final"],
+                            "active_mean": other["active_final"],
+                            "xi_sum": r["xi_cross"]["mean"],
+                            "xi_mean": other["xi_cross"]["mean"],
+                        }
+                    )
         return res
 
     def figures(self, data, results, cfg, directory):
@@ -896,141 +1113,250 @@ class E4Sharing(AbstractExperiment):
         fig, axs = _fig(2, 1, (13, 4.5))
         x = np.arange(len(conds))
         for ax, k, yl in (
-            (axs[0, 0], "xi_fit", "steady-state xi (rings)"),
+            (axs[0, 0], "xi_cross", "steady-state xi, 1/e crossing (rings)"),
             (axs[0, 1], "mean_domain_size", "steady-state mean domain size (rings)"),
         ):
             m = [c[k]["mean"] for c in conds]
             e = [c[k]["sem"] for c in conds]
             colors = ["C0" if c["scheme"] == "S0" else "C1" if c["scheme"] == "S1" else "C2" for c in conds]
             hatch = ["//" if c["active_final"] < 0.5 else "" for c in conds]  # silent lattices
-            ax.bar(x, m, yerr=e, color=colors, capsize=3, hatch=hatch)
+            ax.bar(x, np.maximum(m, 1e-3), yerr=e, color=colors, capsize=3, hatch=hatch)
             for xi, c in zip(x, conds, strict=True):
-                ax.plot(np.full(len(c[k]["per_seed"]), xi), c[k]["per_seed"], "k.", ms=2)
+                ax.plot(np.full(len(c[k]["per_seed"]), xi), np.maximum(c[k]["per_seed"], 1e-3), "k.", ms=2)
+            ax.axhline(results["L"] if k == "xi_cross" else results["n_rings"], color="0.4", lw=0.8, ls=":")
             ax.set_xticks(x, [c["label"] for c in conds], rotation=60, ha="right", fontsize=7)
             ax.set_ylabel(yl)
             ax.set_yscale("log")
-            ax.set_ylim(bottom=0.1 if k == "xi_fit" else 0.5)
-        fig.suptitle("steady state (last 20 % of the run); blue S0, orange S1, green S2; hatched = silent", fontsize=9)
+            ax.set_ylim(bottom=0.1 if k == "xi_cross" else 0.5)
+        fig.suptitle(
+            "steady state (last 20 % of each run); blue S0, orange S1, green S2; hatched = silent; "
+            "dotted = whole lattice",
+            fontsize=9,
+        )
         fig.savefig(os.path.join(directory, "steady_state.png"), dpi=110)
-        t = data["t"]
-        fig2, ax2 = _fig(2, 1, (12, 4.5))
+        fig2, ax2 = _fig(2, 2, (12, 8))
         for c in conds:
             if c["active_final"] < 0.5:
                 continue  # silent lattices (mean aggregation) have no phases to correlate
-            ax = ax2[0, 0] if c["scheme"] == "S0" else ax2[0, 1]
-            _band(ax, t, data[f"{c['label']}/xi_fit"], c["label"])
-        for ax, title in zip(ax2[0], ("S0 (link coupling)", "S1 / S2 (shared neurons), sum"), strict=True):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("t")
-            ax.set_ylabel("xi (ExpFit)")
-            ax.set_ylim(0.1, 1.5 * results["L"])
-            ax.set_title(title + "; mean +- sem over seeds", fontsize=9)
-            ax.legend(fontsize=7)
+            j = 0 if c["scheme"] == "S0" else 1
+            t = self._t(data, c["label"])
+            _band(ax2[0, j], t, data[f"{c['label']}/xi_cross"].astype(float), c["label"])
+            _band(ax2[1, j], t, data[f"{c['label']}/mean_domain_size"].astype(float), c["label"])
+        for j, title in enumerate(("S0 (link coupling)", "S1 / S2 (shared neurons), sum")):
+            for i, yl in enumerate(("xi (1/e crossing)", "mean domain size")):
+                ax = ax2[i, j]
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlabel("t")
+                ax.set_ylabel(yl)
+                top = results["L"] if i == 0 else results["n_rings"]
+                ax.set_ylim(0.1 if i == 0 else 0.5, 1.5 * top)
+                ax.set_title(title + "; mean +- sem over seeds", fontsize=9)
+                ax.legend(fontsize=7)
+                for c in conds:  # shade the two windows the plateau check compares (S0 runs)
+                    if c["scheme"] == ("S0" if j == 0 else "S1"):
+                        w, pw = c["xi_cross"]["window"], c["xi_cross"]["prev_window"]
+                        ax.axvspan(*w, color="0.85", lw=0, zorder=0)
+                        if pw:
+                            ax.axvspan(*pw, color="0.93", lw=0, zorder=0)
+                        break
         fig2.savefig(os.path.join(directory, "xi_t.png"), dpi=110)
         return ["steady_state.png", "xi_t.png"]
 
+    @staticmethod
+    def _ratio_txt(q, fmt=".2f"):
+        return f"{q['ratio']:{fmt}} +- {q['err']:{fmt}} [{q['lo']:{fmt}}, {q['hi']:{fmt}}]"
+
     def report(self, results, cfg, meta):
         n, ss = cfg["network"], cfg["steady"]
+        Lsys, n_rings = results["L"], results["n_rings"]
+        t1s = sorted({r["t1"] for r in results["conditions"]})
         L = _head(cfg, meta, self.title)
         L += [
-            f"Setup: {n['boundary']} {n['shape'][0]} x {n['shape'][1]} lattices, init `{cfg['init']}`, discrete map "
-            f"dt = {cfg['dt']}, t = 0 ... {cfg['t1']:g}, {cfg['seeds']} seeds per condition. S1/S2 have no eps (shared "
-            "neurons couple the rings with the ring weights; `aggregate` decides how a shared neuron combines its "
-            "predecessors). S2 phases are measured in the staggered gauge theta + pi (i + j mod 2): adjacent "
-            "plaquettes run in opposite senses and lock pi apart at their top-left probes"
+            f"Setup: {n['boundary']} {n['shape'][0]} x {n['shape'][1]} lattices ({n_rings} rings), init "
+            f"`{cfg['init']}`, discrete map dt = {cfg['dt']}, {cfg['seeds']} seeds per condition (the same keys for "
+            "every condition), observables every "
+            f"t = {cfg['every'] * cfg['dt']:g}; runs end at t = "
+            + " or ".join(f"{x:g}" for x in t1s)
+            + " (column t1). S1/S2 have no eps (shared neurons couple the rings with the ring weights; `aggregate` "
+            "decides how a shared neuron combines its predecessors). S2 phases are measured in the staggered gauge "
+            "theta + pi (i + j mod 2): adjacent plaquettes run in opposite senses and lock pi apart at their "
+            "top-left probes"
             + "".join(
                 f" (measured, {r['label']}, seed 0, end of run: ungauged C1 = {r['raw_C1_seed0']:.4f})"
                 for r in results["conditions"]
                 if "raw_C1_seed0" in r
             )
             + ".",
-            f"Steady state: the mean over the last {ss['frac']:.0%} of the run (per seed, then mean +- sem over "
-            f"seeds); plateau check: drift = relative change against the preceding window of the same length, "
-            f"'plateau' if |drift| <= {ss['tol']:g}. xi is capped at L = {results['L']}. Ratios are to "
-            f"`{results.get('reference')}` with a 95 % bootstrap CI over seeds.",
+            f"Correlation size: `xi_cross` = first Delta where C(Delta) < 1/e (interpolated; capped at L = {Lsys} "
+            "when C stays above 1/e out to L/2), the primary measure; `xi_fit` (exponential fit) is listed too. "
+            "Domains: connected regions without wall bonds (|phase difference| > pi/2); mean domain size = "
+            "rings / domains.",
+            f"Steady state: the mean over the last {ss['frac']:.0%} of each run (per seed; then mean +- sem over "
+            "seeds). Plateau check: drift = (last window - preceding window of the same length) / last window, "
+            "+- its standard error over seeds; 'plateau' if |drift| <= "
+            f"{ss['tol']:g}. Ratios: ratio of seed means, +- bootstrap std, [95 % bootstrap CI] (4000 resamples "
+            "of the seeds).",
             "",
-            "| condition | active rings | xi (ExpFit) | drift | plateau | xi / ref [95 % CI] | mean domain size | "
-            "size / ref [95 % CI] | wall density | C1 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| condition | t1 | active rings | xi_cross | drift | plateau | xi_fit | mean domain size | drift | "
+            "plateau | wall density | C1 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["conditions"]:
-            xr, dr_ = r.get("xi_fit_ratio"), r.get("mean_domain_size_ratio")
+            x, d = r["xi_cross"], r["mean_domain_size"]
             L.append(
-                f"| {r['label']} | {r['active_final']:.3f} | {_pm(r['xi_fit']['mean'], r['xi_fit']['sem'], '.2f')} | "
-                f"{r['xi_fit']['drift']:+.3f} | {'yes' if r['xi_fit']['plateau'] else 'no'} | "
-                + (f"{xr['ratio']:.2f} [{xr['lo']:.2f}, {xr['hi']:.2f}]" if xr else "")
-                + " | "
-                f"{_pm(r['mean_domain_size']['mean'], r['mean_domain_size']['sem'], '.1f')} | "
-                + (f"{dr_['ratio']:.2f} [{dr_['lo']:.2f}, {dr_['hi']:.2f}]" if dr_ else "")
-                + " | "
+                f"| {r['label']} | {r['t1']:g} | {r['active_final']:.3f} | {_pm(x['mean'], x['sem'], '.2f')} | "
+                f"{x['drift']:+.3f} +- {x['drift_sem']:.3f} | {'yes' if x['plateau'] else 'no'} | "
+                f"{_pm(r['xi_fit']['mean'], r['xi_fit']['sem'], '.2f')} | {_pm(d['mean'], d['sem'], '.1f')} | "
+                f"{d['drift']:+.3f} +- {d['drift_sem']:.3f} | {'yes' if d['plateau'] else 'no'} | "
                 f"{_pm(r['wall_density']['mean'], r['wall_density']['sem'], '.4f')} | "
                 f"{_pm(r['C1']['mean'], r['C1']['sem'], '.3f')} |"
             )
-        L += ["", "## Does the steady-state correlation size depend on the sharing scheme?", ""]
+        L += ["", "## Does the steady-state correlation size depend on the sharing scheme? (claim 5)", ""]
+        L += self._answer(results)
         if results.get("pairs"):
             L += [
-                "Like-for-like comparisons (same ring size; ratio of steady-state means, 95 % bootstrap CI over "
-                "seeds; 'capped' = the numerator is the whole lattice, so the ratio is a lower bound):",
                 "",
-                "| scheme | vs | xi ratio [95 % CI] | mean domain size ratio [95 % CI] |",
-                "|---|---|---|---|",
+                "Like-for-like comparisons (ratio +- bootstrap std [95 % CI]; '(whole lattice)' = that condition's "
+                "xi is the lattice size, so a ratio with it in the numerator is a lower bound):",
+                "",
+                "| condition | vs | xi_cross ratio | xi_fit ratio | mean domain size ratio |",
+                "|---|---|---|---|---|",
             ]
             for p in results["pairs"]:
-                x, m = p["xi_fit"], p["mean_domain_size"]
-                L.append(
-                    f"| {p['a']} | {p['b']} | {x['ratio']:.1f} [{x['lo']:.1f}, {x['hi']:.1f}]"
-                    + (" (capped)" if p["xi_fit_capped"] else "")
-                    + f" | {m['ratio']:.1f} [{m['lo']:.1f}, {m['hi']:.1f}]"
-                    + (" (capped)" if p["mean_domain_size_capped"] else "")
-                    + " |"
-                )
-            L.append("")
-        L += self._answer(results)
+                a = p["a"] + (" (whole lattice)" if p["a_capped"] else "")
+                b = p["b"] + (" (whole lattice)" if p["b_capped"] else "")
+                L.append(f"| {a} | {b} | " + " | ".join(self._ratio_txt(p[k]) for k in self.RATIOS) + " |")
+        L += ["", "Per condition:", ""]
+        L += self._per_condition(results)
         L += [
             "",
             "Figures: `E4_sharing/steady_state.png` (bars = mean +- sem, dots = seeds; log axis), "
-            "`E4_sharing/xi_t.png` (xi(t) per condition).",
+            "`E4_sharing/xi_t.png` (xi_cross(t) and mean domain size(t) per condition, mean +- sem; grey bands = "
+            "the two windows the plateau check compares).",
+            "",
+            "![steady state](E4_sharing/steady_state.png)",
+            "",
+            "![xi(t)](E4_sharing/xi_t.png)",
             "",
         ]
         return "\n".join(L)
 
+    def _answer(self, results):
+        """The generated answer: the first configured pair is the headline scheme comparison."""
+        by = {r["label"]: r for r in results["conditions"]}
+        Lsys = results["L"]
+        out = []
+        pairs = results.get("pairs", [])
+        if pairs:
+            p = pairs[0]
+            a, b = by[p["a"]], by[p["b"]]
+            q = p["xi_cross"]
+            dep = q["lo"] > 1 or q["hi"] < 1
+            bound = " at least" if a["xi_capped"] and not b["xi_capped"] else ""
+            still = [r["label"] for r in (a, b) if not r["xi_cross"]["plateau"] and not r["xi_capped"]]
+            out.append(
+                f"**{'Yes, it depends' if dep else 'No, it does not depend'} on the scheme, by a factor{bound} "
+                f"{q['ratio']:.1f} +- {q['err']:.1f} (95 % CI [{q['lo']:.1f}, {q['hi']:.1f}]) in xi.** "
+                f"Same ring size N = {a['ring_size']}: {a['label']} reaches xi_cross = "
+                f"{_pm(a['xi_cross']['mean'], a['xi_cross']['sem'], '.2f')}"
+                + (f" = the whole {Lsys} x {Lsys} lattice" if a["xi_capped"] else "")
+                + f", {b['label']} xi_cross = {_pm(b['xi_cross']['mean'], b['xi_cross']['sem'], '.2f')}"
+                + (" = the whole lattice" if b["xi_capped"] else "")
+                + f". Mean domain size: {_pm(a['mean_domain_size']['mean'], a['mean_domain_size']['sem'], '.1f')} "
+                f"vs {_pm(b['mean_domain_size']['mean'], b['mean_domain_size']['sem'], '.1f')} rings, a factor "
+                f"{self._ratio_txt(p['mean_domain_size'], '.1f')}."
+                + (
+                    " The shared scheme is limited only by the lattice size, so on a larger lattice the factor "
+                    "would be larger still."
+                    if a["xi_capped"]
+                    else ""
+                )
+                + (
+                    " Not yet steady (|drift| > tol): "
+                    + ", ".join(still)
+                    + "; the factor is the value at the end of the run."
+                    if still
+                    else ""
+                )
+            )
+        shared = [r for r in results["conditions"] if r["scheme"] != "S0" and r["aggregate"] == "sum"]
+        if shared:
+            capped = [r for r in shared if r["xi_capped"]]
+            out.append(
+                f"- Among the shared schemes with `sum` aggregation ({', '.join(r['label'] for r in shared)}): "
+                f"{len(capped)} of {len(shared)} fill the whole lattice (xi_cross = L, no walls: mean domain size "
+                + ", ".join(f"{r['mean_domain_size']['mean']:.0f}" for r in shared)
+                + f" of {results['n_rings']})"
+                + (
+                    ", reached by t = " + ", ".join(f"{r['t_xi_L']:g}" for r in capped if r["t_xi_L"] is not None)
+                    if capped
+                    else ""
+                )
+                + (
+                    ". So the shared schemes do not differ from one another (each is one in-phase region); the "
+                    "difference is between link coupling (S0) and neuron sharing."
+                    if len(capped) == len(shared)
+                    else "; xi_cross: "
+                    + ", ".join(
+                        f"{r['label']} {_pm(r['xi_cross']['mean'], r['xi_cross']['sem'], '.2f')}" for r in shared
+                    )
+                    + "."
+                )
+            )
+        agg = results.get("aggregation", [])
+        if agg:
+            out.append(
+                "- Aggregation: with `mean` every shared scheme falls silent (fraction of rings with a phase at the "
+                "end: "
+                + ", ".join(f"{g['mean']} {g['active_mean']:.3f}" for g in agg)
+                + "; with `sum`: "
+                + ", ".join(f"{g['active_sum']:.3f}" for g in agg)
+                + "), so it has no correlation size at all: the aggregation rule decides whether shared-neuron "
+                "lattices oscillate, not how far they correlate."
+            )
+        s0 = [r for r in results["conditions"] if r["scheme"] == "S0"]
+        if len(s0) >= 2:
+            lo = min(s0, key=lambda r: r["xi_cross"]["mean"])
+            hi = max(s0, key=lambda r: r["xi_cross"]["mean"])
+            q = ratio_ci(hi["xi_cross"]["per_seed"], lo["xi_cross"]["per_seed"])
+            out.append(
+                f"- Within S0 the coupling and the ring size matter as much: xi_cross ranges from "
+                f"{lo['xi_cross']['mean']:.2f} ({lo['label']}) to {hi['xi_cross']['mean']:.2f} ({hi['label']}), "
+                "a factor "
+                f"{q['ratio']:.1f} [{q['lo']:.1f}, {q['hi']:.1f}]. Steady (|drift| <= tol) in xi_cross: "
+                + ", ".join(
+                    f"{r['label']} {'yes' if r['xi_cross']['plateau'] else 'no'} "
+                    f"({r['xi_cross']['drift']:+.2f} +- {r['xi_cross']['drift_sem']:.2f})"
+                    for r in s0
+                )
+                + "."
+            )
+        return out
+
     @staticmethod
-    def _answer(results):
-        """Per condition: silent / capped at L / ratio to the reference with its CI (generated)."""
+    def _per_condition(results):
         Lsys, ref = results["L"], results.get("reference")
         out = []
         for r in results["conditions"]:
-            x, q = r["xi_fit"], r.get("xi_fit_ratio")
+            x, q = r["xi_cross"], r.get("xi_cross_ratio")
             if r["active_final"] < 0.5:
                 out.append(
                     f"- {r['label']}: silent at the end (only {r['active_final']:.1%} of rings have a phase): "
                     "no oscillation, no correlated regions."
                 )
                 continue
-            what = f"xi = {_pm(x['mean'], x['sem'], '.2f')}"
-            if x["mean"] >= 0.95 * Lsys:
-                what += (
-                    f" = the system size L = {Lsys} (one correlated region; bounded by the lattice, not by the scheme)"
-                )
+            what = f"xi_cross = {_pm(x['mean'], x['sem'], '.2f')}"
+            if r["xi_capped"]:
+                what += f" = the system size L = {Lsys} (one correlated region; bounded by the lattice)"
             if r.get("t_xi_L") is not None:
-                what += f"; <xi> >= 0.95 L from t = {r['t_xi_L']:g} on"
+                what += f"; <xi_cross> >= 0.95 L from t = {r['t_xi_L']:g} on"
             if not x["plateau"]:
-                what += f"; NOT a plateau (drift {x['drift']:+.2f} over the last window: still changing)"
+                what += f"; NOT a plateau (drift {x['drift']:+.2f} +- {x['drift_sem']:.2f}: still changing)"
             if q is not None and r["label"] != ref:
                 sig = "larger than" if q["lo"] > 1 else "smaller than" if q["hi"] < 1 else "not distinguishable from"
-                what += f"; xi / ref = {q['ratio']:.2f} [{q['lo']:.2f}, {q['hi']:.2f}]: {sig} the reference"
+                what += f"; xi / ref = {q['ratio']:.2f} [{q['lo']:.2f}, {q['hi']:.2f}]: {sig} the reference ({ref})"
             out.append(f"- {r['label']}: {what}.")
-        act = [r for r in results["conditions"] if r["active_final"] >= 0.5]
-        if len(act) >= 2:
-            hi = max(act, key=lambda r: r["xi_fit"]["mean"])
-            lo = min(act, key=lambda r: r["xi_fit"]["mean"])
-            ci = ratio_ci(hi["xi_fit"]["per_seed"], lo["xi_fit"]["per_seed"]) if lo["xi_fit"]["mean"] > 0 else None
-            span = "" if ci is None else f" (ratio {ci['ratio']:.1f}, 95 % CI [{ci['lo']:.1f}, {ci['hi']:.1f}])"
-            out.append(
-                f"- Range over oscillating conditions: from {lo['xi_fit']['mean']:.2f} ({lo['label']}) to "
-                f"{hi['xi_fit']['mean']:.2f} ({hi['label']}){span}."
-            )
         return out
 
 
@@ -1048,33 +1374,56 @@ class E5Multistability(AbstractExperiment):
 
         dtype = _dtype(cfg)
         net = _lattice(cfg["network"], dtype)
-        d = _sweep(cfg, net, cfg["init"], cfg["eps"], progress=progress, label="settle", timings=timings)
-        # a window of every step and every output from each member's settled state (one eps at a time: memory)
         E, S = len(cfg["eps"]), cfg["seeds"]
         n_win = int(cfg["window_steps"])
         model = dr.DiscreteMap(net, dt=cfg["dt"])
         rec_w = dr.Record(every=1, which="all", fields=("o",), phases=False)
-        orbit, kk = np.zeros((E, S, net.n_rings), np.int8), np.zeros((E, S, net.n_rings), np.int8)
-        tic = time.perf_counter()
-        for i, eps in enumerate(cfg["eps"]):
-            m = eqx.tree_at(lambda m: m.network.coupling.eps, model, jnp.asarray(eps, dtype))
-            s0 = dr.State(jnp.asarray(d["final_v"][i]), jnp.asarray(d["final_o"][i]))
-            w = dr.simulate_batch(m, s0, n_steps=n_win, record=rec_w, chunk_size=cfg.get("chunk_size"))
-            o, k = dr.classify_orbits(w.o[:, 1:], net.rings)
-            jax.block_until_ready(k)
-            orbit[i], kk[i] = np.asarray(o), np.asarray(k)
-        timings["window"] = {"simulate_s": time.perf_counter() - tic}
+        checks = [float(c) for c in cfg.get("checks", [cfg["t1"]])]
+        orbit = np.zeros((len(checks), E, S, net.n_rings), np.int8)
+        kk = np.zeros_like(orbit)
+        parts, states, t_prev = [], None, 0.0
+        for c, t_c in enumerate(checks):
+            d = _sweep(
+                cfg,
+                net,
+                cfg["init"],
+                cfg["eps"],
+                progress=progress,
+                label=f"settle to t = {t_c:g}",
+                timings=timings,
+                t1=t_c - t_prev,
+                states=states,
+                t_start=t_prev,
+            )
+            # a window of every step and every output from each member's state (one eps at a time: memory)
+            tic = time.perf_counter()
+            for i, eps in enumerate(cfg["eps"]):
+                m = eqx.tree_at(lambda m: m.network.coupling.eps, model, jnp.asarray(eps, dtype))
+                s0 = dr.State(jnp.asarray(d["final_v"][i]), jnp.asarray(d["final_o"][i]))
+                w = dr.simulate_batch(m, s0, n_steps=n_win, record=rec_w, chunk_size=cfg.get("chunk_size"))
+                o, k = dr.classify_orbits(w.o[:, 1:], net.rings)
+                jax.block_until_ready(k)
+                orbit[c, i], kk[c, i] = np.asarray(o), np.asarray(k)
+            timings[f"window at t = {t_c:g}"] = {"simulate_s": time.perf_counter() - tic}
+            # continue from the settled states (not from after the window: the window only observes)
+            states = dr.State(
+                jnp.asarray(d["final_v"].reshape(E * S, -1)), jnp.asarray(d["final_o"].reshape(E * S, -1))
+            )
+            parts.append(
+                d if c == 0 else {k: (v[:, :, 1:] if k in ("xi_fit", "wall_density", "R") else v) for k, v in d.items()}
+            )
+            t_prev = t_c
+        series = {k: np.concatenate([p[k] for p in parts], axis=2) for k in ("xi_fit", "wall_density", "R")}
         return {
-            "t": d["t"],
+            "t": np.concatenate([p["t"] if c == 0 else p["t"][1:] for c, p in enumerate(parts)]),
             "eps": np.asarray(cfg["eps"], float),
+            "checks": np.asarray(checks),
             "orbit": orbit,
             "k": kk,
-            "final_phase": d["snap_phase"][:, :, -1].astype(np.float16),
-            "final_valid": d["snap_valid"][:, :, -1],
-            "xi_fit": d["xi_fit"],
-            "wall_density": d["wall_density"],
-            "R": d["R"],
-            "status": d["status"],
+            "final_phase": parts[-1]["snap_phase"][:, :, -1].astype(np.float16),
+            "final_valid": parts[-1]["snap_valid"][:, :, -1],
+            **series,
+            "status": np.maximum.reduce([p["status"] for p in parts]),
         }
 
     def analyse(self, data, cfg):
@@ -1082,8 +1431,11 @@ class E5Multistability(AbstractExperiment):
 
         res = {"names": list(dr.ORBIT_NAMES), "rows": []}
         kmax = int(cfg["network"]["ring_size"]) // 2
+        orbit_all, k_all = self._by_check(data)
+        checks = [float(c) for c in data["checks"]] if "checks" in data else [float(cfg["t1"])]
+        res["checks"] = checks
         for i, eps in enumerate(cfg["eps"]):
-            o, k = data["orbit"][i], data["k"][i]
+            o, k = orbit_all[-1, i], k_all[-1, i]
             S = o.shape[0]
             row = {"eps": eps, "n_seeds": S}
             for code, nm in enumerate(dr.ORBIT_NAMES):
@@ -1096,8 +1448,21 @@ class E5Multistability(AbstractExperiment):
             row["n_k_present"] = [int(len(np.unique(k[s][o[s] == dr.PULSE]))) for s in range(S)]
             row["pulse_frac"] = float(pulse.mean())
             row["xi_final"] = float(data["xi_fit"][i][:, -1].mean())
+            if len(checks) > 1:  # stability between the last two checks: fractions and individual rings
+                o0, k0 = orbit_all[-2, i], k_all[-2, i]
+                for kv in range(1, kmax + 1):
+                    d = ((o == dr.PULSE) & (k == kv)).mean(1) - ((o0 == dr.PULSE) & (k0 == kv)).mean(1)
+                    row[f"dk={kv}"] = [float(d.mean()), float(d.std(ddof=1) / math.sqrt(S)) if S > 1 else math.nan]
+                same = ((o == o0) & ((o != dr.PULSE) | (k == k0))).mean(1)
+                row["same_orbit"] = [float(same.mean()), float(same.std(ddof=1) / math.sqrt(S)) if S > 1 else math.nan]
             res["rows"].append(row)
         return res
+
+    @staticmethod
+    def _by_check(data):
+        """orbit and k as (checks, eps, seeds, rings) (older data had one check)."""
+        o, k = data["orbit"], data["k"]
+        return (o[None], k[None]) if o.ndim == 3 else (o, k)
 
     def figures(self, data, results, cfg, directory):
         import matplotlib
@@ -1108,8 +1473,9 @@ class E5Multistability(AbstractExperiment):
         E = len(cfg["eps"])
         fig, axs = _fig(E, 1, (3.0 * E, 3.3))
         cmap = matplotlib.colors.ListedColormap(["0.85", "C0", "C1", "C2", "k", "C3"])
+        orbit_all, k_all = self._by_check(data)
         for i, eps in enumerate(cfg["eps"]):
-            o, k = data["orbit"][i, 0], data["k"][i, 0].astype(int)
+            o, k = orbit_all[-1, i, 0], k_all[-1, i, 0].astype(int)
             code = np.where(
                 o == dr.PULSE, np.clip(k, 1, 3), np.where(o == dr.QUIESCENT, 0, np.where(o == dr.CHATTER, 4, 5))
             )
@@ -1134,7 +1500,7 @@ class E5Multistability(AbstractExperiment):
         ax2[0, 0].set_ylabel("fraction of rings")
         ax2[0, 0].legend(fontsize=8)
         for i, eps in enumerate(cfg["eps"]):
-            sel = (data["orbit"][i] == dr.PULSE) & (data["k"][i] == 1) & data["final_valid"][i]
+            sel = (orbit_all[-1, i] == dr.PULSE) & (k_all[-1, i] == 1) & data["final_valid"][i]
             ax2[0, 1].hist(
                 data["final_phase"][i][sel].astype(float),
                 bins=36,
@@ -1195,7 +1561,32 @@ class E5Multistability(AbstractExperiment):
                 L.append(
                     f"- eps = {r['eps']:g} vs eps = 0 (change of the fraction of rings): " + ", ".join(parts) + "."
                 )
-        L += ["", "Figures: `E5_multistability/k_maps.png`, `E5_multistability/orbit_histogram.png`.", ""]
+        ch = results.get("checks", [cfg["t1"]])
+        if len(ch) > 1 and "same_orbit" in rows[0]:
+            L += [
+                "",
+                f"Steady state: the classification was also done at t = {ch[-2]:g} (same runs, same window). Change of "
+                f"the fraction of rings per family from t = {ch[-2]:g} to t = {ch[-1]:g} (mean +- sem over seeds) "
+                "and the fraction of rings on the same orbit (class and k) at both times:",
+                "",
+                "| eps | " + " | ".join(f"change k={v}" for v in range(1, kmax + 1)) + " | rings on the same orbit |",
+                "|---" * (kmax + 2) + "|",
+            ]
+            for r in rows:
+                L.append(
+                    f"| {r['eps']:g} | "
+                    + " | ".join(f"{r[f'dk={v}'][0]:+.4f} +- {r[f'dk={v}'][1]:.4f}" for v in range(1, kmax + 1))
+                    + f" | {r['same_orbit'][0]:.4f} +- {r['same_orbit'][1]:.4f} |"
+                )
+        L += [
+            "",
+            "Figures: `E5_multistability/k_maps.png`, `E5_multistability/orbit_histogram.png`.",
+            "",
+            "![orbit maps](E5_multistability/k_maps.png)",
+            "",
+            "![orbit histogram](E5_multistability/orbit_histogram.png)",
+            "",
+        ]
         return "\n".join(L)
 
 
@@ -1224,6 +1615,8 @@ class E6Size(AbstractExperiment):
             out[f"{lab}/final_phase"] = d["snap_phase"][0, 0, -1].astype(np.float16)
         return out
 
+    STEADY: ClassVar[tuple[str, ...]] = ("xi_cross", "xi_fit", "mean_domain_size", "wall_density", "C1", "R")
+
     def analyse(self, data, cfg):
         res = {"systems": []}
         for s in cfg["systems"]:
@@ -1238,11 +1631,15 @@ class E6Size(AbstractExperiment):
                 "seeds": s["seeds"],
                 "status_ok": bool(np.all(data[f"{lab}/status"] == 0)),
             }
-            for k in ("xi_fit", "xi_cross", "C1", "R", "wall_density"):
-                r[k] = steady_state(t, data[f"{lab}/{k}"], frac=cfg["steady"]["frac"], tol=cfg["steady"]["tol"])
-            r["xi_over_L"] = r["xi_fit"]["mean"] / L
+            for k in self.STEADY:
+                r[k] = steady_state(
+                    t, data[f"{lab}/{k}"].astype(float), frac=cfg["steady"]["frac"], tol=cfg["steady"]["tol"]
+                )
+            r["xi_over_L"] = r["xi_cross"]["mean"] / L
+            # seeds whose C stays above 1/e out to L/2 at the end (xi_cross capped at L)
+            r["n_capped_final"] = int(np.sum(data[f"{lab}/xi_cross"][:, -1] >= 0.95 * L))
             g = cfg["growth"]
-            xi = data[f"{lab}/xi_fit"]
+            xi = data[f"{lab}/xi_cross"].astype(float)
             win = growth_window(t, xi.mean(0), t_min=g["t_min"], y_min=g["xi_min"], y_max=g["xi_max_frac"] * L)
             r["fit"] = (
                 None
@@ -1250,33 +1647,46 @@ class E6Size(AbstractExperiment):
                 else fit_power_law(t, xi, win, n_boot=g["n_boot"], seed=cfg["seed"])
             )
             for tq in cfg["report_times"]:
-                r[f"xi@{tq:g}"], _ = _at(t, xi, tq)
-                r[f"xi_cross@{tq:g}"], _ = _at(t, data[f"{lab}/xi_cross"], tq)
+                for k in ("xi_cross", "xi_fit", "mean_domain_size", "C1"):
+                    r[f"{k}@{tq:g}"], _ = _at(t, data[f"{lab}/{k}"].astype(float), tq)
             res["systems"].append(r)
         by = {r["label"]: r for r in res["systems"]}
         res["pairs"] = []
         for a, b in cfg.get("pairs", []):
             if a in by and b in by:
                 p = {"a": a, "b": b}
-                for k in ("xi_fit", "xi_cross", "C1"):
+                for k in ("xi_cross", "mean_domain_size", "C1", "wall_density"):
                     p[k] = ratio_ci(by[a][k]["per_seed"], by[b][k]["per_seed"], seed=cfg["seed"])
                 res["pairs"].append(p)
         return res
 
     def figures(self, data, results, cfg, directory):
-        fig, axs = _fig(2, 1, (12, 4.5))
+        fig, axs = _fig(2, 2, (12, 8.5))
         for r in results["systems"]:
             lab = r["label"]
             t = data[f"{lab}/t"]
-            _band(axs[0, 0], t, data[f"{lab}/xi_fit"], f"{lab} ({r['seeds']} seeds)")
-            _band(axs[0, 1], t, data[f"{lab}/xi_fit"] / r["L"], lab)
-        for ax, yl, lo in zip(axs[0], ("xi (rings)", "xi / L"), (0.1, 1e-3), strict=True):
+            name = f"{lab} ({r['seeds']} seeds)"
+            _band(axs[0, 0], t, data[f"{lab}/xi_cross"].astype(float), name)
+            _band(axs[0, 1], t, data[f"{lab}/xi_cross"].astype(float) / r["L"], name)
+            _band(axs[1, 0], t, data[f"{lab}/mean_domain_size"].astype(float), name)
+            _band(axs[1, 1], t, data[f"{lab}/wall_density"].astype(float), name)
+        w = results["systems"][0]["xi_cross"]
+        for ax, yl, lo in zip(
+            axs.ravel(),
+            ("xi, 1/e crossing (rings)", "xi / L", "mean domain size (rings)", "wall density"),
+            (0.1, 1e-3, 1.0, 0.05),
+            strict=True,
+        ):
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylim(bottom=lo)
             ax.set_xlabel("t")
             ax.set_ylabel(yl)
+            ax.axvspan(*w["window"], color="0.85", lw=0, zorder=0)
+            if w["prev_window"]:
+                ax.axvspan(*w["prev_window"], color="0.93", lw=0, zorder=0)
             ax.legend(fontsize=7)
+        fig.suptitle("mean +- sem over seeds; grey bands = the two windows the plateau check compares", fontsize=9)
         fig.savefig(os.path.join(directory, "xi_sizes.png"), dpi=110)
         names = ["xi_sizes.png"]
         lab = str(cfg.get("kymograph"))
@@ -1297,67 +1707,135 @@ class E6Size(AbstractExperiment):
     def report(self, results, cfg, meta):
         n = cfg["network"]
         tq = cfg["report_times"]
+        ss = cfg["steady"]
         L = _head(cfg, meta, self.title)
         L += [
             f"Setup: {n['boundary']} S0 chains and square lattices of {n['ring_size']}-rings, eps = {n['eps']}, init "
-            f"`{cfg['init']}`, discrete map dt = {cfg['dt']}, t = 0 ... {cfg['t1']:g}. Steady state = mean over the "
-            f"last {cfg['steady']['frac']:.0%} (plateau if the drift against the window before is <= "
-            f"{cfg['steady']['tol']:g}). xi is capped at L (longest side); chains use C(Delta) along the chain.",
+            f"`{cfg['init']}`, discrete map dt = {cfg['dt']}, t = 0 ... {cfg['t1']:g}, observables every "
+            f"t = {cfg['every'] * cfg['dt']:g}; seed s of every system starts from jax.random.split(key(0), S)[s]. "
+            "`xi_cross` = first Delta where C(Delta) < 1/e (the primary correlation size; capped at L, the longest "
+            "side, when C stays above 1/e out to L/2); chains use C(Delta) along the chain. Steady state = mean "
+            f"over the last {ss['frac']:.0%} of the run per seed (mean +- sem over seeds); drift = (last window - "
+            "the window before, same length) / last window, +- its standard error over seeds; plateau if "
+            f"|drift| <= {ss['tol']:g}.",
+            "",
+            "Time course (seed means):",
             "",
             "| system | rings | seeds | "
-            + " | ".join(f"xi_fit(t={x:g})" for x in tq)
-            + " | "
             + " | ".join(f"xi_cross(t={x:g})" for x in tq)
-            + " | steady xi_fit | xi_fit / L | drift | plateau | steady xi_cross | drift | steady C1 | drift | "
-            "steady R | xi_fit growth z +- err (window) |",
-            "|---" * (13 + 2 * len(tq)) + "|",
+            + " | "
+            + " | ".join(f"domain size(t={x:g})" for x in tq)
+            + " |",
+            "|---" * (3 + 2 * len(tq)) + "|",
         ]
         for r in results["systems"]:
-            f = r["fit"]
-            fit = (
-                ""
-                if f is None
-                else f"{f['z']:.3f} +- {f['z_err']:.3f} ({f['window'][0]:g}-{f['window'][1]:g}, {f['better']})"
-            )
             L.append(
                 f"| {r['label']} | {r['n_rings']} | {r['seeds']} | "
-                + " | ".join(f"{r[f'xi@{x:g}']:.2f}" for x in tq)
-                + " | "
                 + " | ".join(f"{r[f'xi_cross@{x:g}']:.2f}" for x in tq)
-                + f" | {_pm(r['xi_fit']['mean'], r['xi_fit']['sem'], '.2f')} | {r['xi_over_L']:.3f} | "
-                f"{r['xi_fit']['drift']:+.3f} | {'yes' if r['xi_fit']['plateau'] else 'no'} | "
-                f"{_pm(r['xi_cross']['mean'], r['xi_cross']['sem'], '.2f')} | {r['xi_cross']['drift']:+.3f} | "
-                f"{_pm(r['C1']['mean'], r['C1']['sem'], '.3f')} | {r['C1']['drift']:+.3f} | "
-                f"{_pm(r['R']['mean'], r['R']['sem'], '.3f')} | {fit} |"
+                + " | "
+                + " | ".join(f"{r[f'mean_domain_size@{x:g}']:.1f}" for x in tq)
+                + " |"
+            )
+        w = results["systems"][0]["xi_cross"]
+        L += [
+            "",
+            f"Steady state (last window t = {w['window'][0]:g} ... {w['window'][1]:g} vs the window before):",
+            "",
+            "| system | xi_cross | drift | plateau | seeds at xi = L | mean domain size | drift | plateau | "
+            "wall density | drift | C1 | R | xi_cross growth z +- err (window) |",
+            "|---" * 13 + "|",
+        ]
+
+        def drift(q):
+            return f"{q['drift']:+.3f} +- {q['drift_sem']:.3f}"
+
+        for r in results["systems"]:
+            f = r["fit"]
+            fit = "" if f is None else f"{f['z']:.2f} +- {f['z_err']:.2f} ({f['window'][0]:g}-{f['window'][1]:g})"
+            x, d, wd = r["xi_cross"], r["mean_domain_size"], r["wall_density"]
+            L.append(
+                f"| {r['label']} | {_pm(x['mean'], x['sem'], '.2f')} | {drift(x)} | {'yes' if x['plateau'] else 'no'} "
+                f"| {r['n_capped_final']} of {r['seeds']} | {_pm(d['mean'], d['sem'], '.2f')} | {drift(d)} | "
+                f"{'yes' if d['plateau'] else 'no'} | {_pm(wd['mean'], wd['sem'], '.4f')} | {drift(wd)} | "
+                f"{_pm(r['C1']['mean'], r['C1']['sem'], '.3f')} | {_pm(r['R']['mean'], r['R']['sem'], '.3f')} | {fit} |"
             )
         if results.get("pairs"):
             L += [
                 "",
-                "Ratios of steady-state means (95 % bootstrap CI over seeds):",
+                "Ratios of steady-state means (+- bootstrap std [95 % bootstrap CI] over seeds):",
                 "",
-                "| system | vs | xi_fit ratio | xi_cross ratio | C1 ratio |",
-                "|---|---|---|---|---|",
+                "| system | vs | xi_cross ratio | mean domain size ratio | C1 ratio | wall density ratio |",
+                "|---|---|---|---|---|---|",
             ]
             for p in results["pairs"]:
                 cells = [
-                    f"{p[k]['ratio']:.2f} [{p[k]['lo']:.2f}, {p[k]['hi']:.2f}]" for k in ("xi_fit", "xi_cross", "C1")
+                    f"{p[k]['ratio']:.2f} +- {p[k]['err']:.2f} [{p[k]['lo']:.2f}, {p[k]['hi']:.2f}]"
+                    for k in ("xi_cross", "mean_domain_size", "C1", "wall_density")
                 ]
                 L.append(f"| {p['a']} | {p['b']} | " + " | ".join(cells) + " |")
+        L += ["", "## Findings", ""]
+        L += self._findings(results)
         L += [
             "",
-            "Note: `xi_fit` (exponential fit of C down to C = 0.05) grows with L at early times (t = 20: about "
-            "L / 6 for every L), because C(Delta) has a slowly decaying tail that the fit follows; `xi_cross` "
-            "(1/e crossing) and C1 do not. Compare sizes with xi_cross and C1.",
+            "Note: `xi_fit` (exponential fit of C down to C = 0.05; in `summary.json`) grows with L at early times, "
+            "because C(Delta) has a slowly decaying tail that the fit follows; `xi_cross` and C1 do not, so sizes are "
+            "compared with those.",
             "",
-            "Figures: `E6_size/xi_sizes.png` (xi(t) and xi/L, log-log, mean +- sem)"
+            "Figures: `E6_size/xi_sizes.png` (xi_cross, xi_cross / L, mean domain size and wall density against t, "
+            "log-log, mean +- sem)"
             + (
                 f", `E6_size/kymograph.png` (chain of {cfg['kymograph']} rings, seed 0)."
                 if cfg.get("kymograph")
                 else "."
             ),
             "",
+            "![sizes](E6_size/xi_sizes.png)",
+            "",
         ]
+        if cfg.get("kymograph"):
+            L += ["![kymograph](E6_size/kymograph.png)", ""]
         return "\n".join(L)
+
+    @staticmethod
+    def _findings(results):
+        out = []
+        two = [r for r in results["systems"] if r["dim"] == 2]
+        one = [r for r in results["systems"] if r["dim"] == 1]
+        if two:
+            out.append(
+                "- Steady xi_cross of the 2-D lattices: "
+                + ", ".join(
+                    f"L = {r['L']}: {_pm(r['xi_cross']['mean'], r['xi_cross']['sem'], '.1f')} "
+                    f"({'plateau' if r['xi_cross']['plateau'] else 'still changing'}, drift "
+                    f"{r['xi_cross']['drift']:+.2f} +- {r['xi_cross']['drift_sem']:.2f}; {r['n_capped_final']} of "
+                    f"{r['seeds']} seeds at xi = L)"
+                    for r in two
+                )
+                + "."
+            )
+            out.append(
+                "- Steady mean domain size: "
+                + ", ".join(
+                    f"L = {r['L']}: {_pm(r['mean_domain_size']['mean'], r['mean_domain_size']['sem'], '.1f')} "
+                    f"({'plateau' if r['mean_domain_size']['plateau'] else 'still changing'})"
+                    for r in two
+                )
+                + "; wall density "
+                + ", ".join(f"{r['wall_density']['mean']:.4f}" for r in two)
+                + "."
+            )
+        if one:
+            out.append(
+                "- Chains: "
+                + ", ".join(
+                    f"{r['n_rings']} rings: xi_cross {_pm(r['xi_cross']['mean'], r['xi_cross']['sem'], '.2f')}, C1 "
+                    f"{_pm(r['C1']['mean'], r['C1']['sem'], '.3f')}, mean domain size "
+                    f"{r['mean_domain_size']['mean']:.1f}"
+                    for r in one
+                )
+                + "."
+            )
+        return out
 
 
 EXPERIMENTS: dict[str, AbstractExperiment] = {
@@ -1405,7 +1883,7 @@ def write_outputs(exp: AbstractExperiment, data, cfg, out: str, meta: dict) -> d
         "results": results,
     }
     (d / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1) + "\n")
-    (pathlib.Path(out) / f"{exp.name}.md").write_text(exp.report(results, cfg, meta))
+    (pathlib.Path(out) / f"{exp.name}.md").write_text(exp.report(results, cfg, {**meta, "data_dir": str(d)}))
     return summary
 
 
@@ -1425,6 +1903,9 @@ SIMULATION_KEYS = (
     "systems",
     "window_steps",
     "states",
+    "sizes",
+    "t_settle",
+    "checks",
 )
 
 

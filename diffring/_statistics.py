@@ -86,8 +86,9 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
     """Steady-state value of y (seeds x times) = mean over the last `frac` of the run, per seed.
 
     Plateau check: the seed-mean over the last window is compared with the window before it (same
-    length): `drift` = (last - previous) / |last|; `plateau` is |drift| <= tol. Returns mean, sem
-    (over seeds), per_seed, drift, plateau, window.
+    length): `drift` = (last - previous) / |last|, with `drift_sem` its standard error from the
+    per-seed differences; `plateau` is |drift| <= tol. Returns mean, sem (over seeds), per_seed,
+    prev_mean, drift, drift_sem, plateau, window, prev_window.
     """
     t, y = np.asarray(t, float), np.atleast_2d(np.asarray(y, float))
     T = t.size
@@ -98,18 +99,24 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
     prev_mu = float(prev.mean()) if prev.size else math.nan
     drift = (mu - prev_mu) / abs(mu) if mu != 0 else (0.0 if prev_mu == 0 else math.inf)
     S = per_seed.size
+    diff = per_seed - prev.mean(1) if prev.size else np.full(S, math.nan)
+    drift_sem = float(diff.std(ddof=1) / math.sqrt(S) / abs(mu)) if S > 1 and mu != 0 else math.nan
     return {
         "mean": mu,
         "sem": float(per_seed.std(ddof=1) / math.sqrt(S)) if S > 1 else math.nan,
         "per_seed": [float(v) for v in per_seed],
+        "prev_mean": prev_mu,
         "drift": float(drift),
+        "drift_sem": drift_sem,
         "plateau": bool(abs(drift) <= tol),
         "window": [float(t[T - n]), float(t[-1])],
+        "prev_window": [float(t[max(0, T - 2 * n)]), float(t[T - n - 1])] if prev.size else None,
     }
 
 
 def ratio_ci(a, b, *, n_boot: int = 4000, seed: int = 0, level: float = 0.95) -> dict:
-    """Ratio of means mean(a) / mean(b) of two independent samples with a percentile bootstrap CI."""
+    """Ratio of means mean(a) / mean(b) of two independent samples with a percentile bootstrap CI
+    (`lo`, `hi`) and the bootstrap standard deviation (`err`)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, a.size, (n_boot, a.size))].mean(1)
@@ -117,4 +124,9 @@ def ratio_ci(a, b, *, n_boot: int = 4000, seed: int = 0, level: float = 0.95) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         r = ra / rb
     lo, hi = np.nanpercentile(r, [50 * (1 - level), 50 * (1 + level)])
-    return {"ratio": float(a.mean() / b.mean()) if b.mean() != 0 else math.inf, "lo": float(lo), "hi": float(hi)}
+    return {
+        "ratio": float(a.mean() / b.mean()) if b.mean() != 0 else math.inf,
+        "err": float(np.nanstd(r[np.isfinite(r)], ddof=1)) if np.isfinite(r).sum() > 1 else math.nan,
+        "lo": float(lo),
+        "hi": float(hi),
+    }

@@ -10,6 +10,7 @@ import pytest
 from diffring._cli import main
 from diffring._experiments import (
     EXPERIMENTS,
+    E4Sharing,
     fit_power_law,
     growth_window,
     load_experiment_config,
@@ -76,6 +77,93 @@ def test_steady_state_on_synthetic_plateau(rng):
     grow = 3.0 * np.sqrt(t + 1)[None, :] * np.ones((S, 1))
     g = steady_state(t, grow, frac=0.2, tol=0.05)
     assert not g["plateau"] and g["drift"] > 0.05
+
+
+def test_steady_state_drift_error_is_the_scatter_of_the_drift(rng):
+    # slowly growing y per seed (drift ~ 0.09 between the last two 20 % windows) with seed-to-seed
+    # offsets: drift_sem must match the spread of the drift over independent data sets
+    t = np.linspace(0.0, 1000.0, 201)
+    drifts, errs = [], []
+    for _ in range(200):
+        S = 8
+        y = 10.0 + 0.005 * t + rng.normal(0.0, 1.0, (S, 1)) + rng.normal(0.0, 0.5, (S, t.size))
+        s = steady_state(t, y, frac=0.2, tol=0.05)
+        n = 40
+        last, prev = y[:, -n:].mean(), y[:, -2 * n : -n].mean()
+        assert s["drift"] == pytest.approx((last - prev) / last, rel=1e-12)
+        assert s["prev_mean"] == pytest.approx(prev, rel=1e-12)
+        drifts.append(s["drift"])
+        errs.append(s["drift_sem"])
+    true = 0.005 * 200 / (10.0 + 0.005 * 900)  # (mean of the last window - previous) / last
+    assert abs(np.mean(drifts) - true) < 3 * np.std(drifts) / math.sqrt(len(drifts))
+    assert 0.8 < np.mean(errs) / np.std(drifts, ddof=1) < 1.25
+
+
+def test_ratio_ci_error_matches_the_delta_method(rng):
+    a, b = rng.normal(6.0, 1.0, 40), rng.normal(3.0, 0.5, 40)
+    r = ratio_ci(a, b, n_boot=4000, seed=1)
+    q = a.mean() / b.mean()
+    delta = q * math.hypot(a.std(ddof=1) / a.mean() / math.sqrt(a.size), b.std(ddof=1) / b.mean() / math.sqrt(b.size))
+    assert r["err"] == pytest.approx(delta, rel=0.15)
+
+
+def _e4_synthetic(cfg, rng, xi_s0):
+    """E4 data for the small config with known steady states: S0 fluctuates around xi_s0 per seed,
+    the shared schemes fill the lattice (xi = L, one domain)."""
+    Lsys, n = max(cfg["network"]["shape"]), int(np.prod(cfg["network"]["shape"]))
+    t = np.linspace(0.0, cfg["t1"], 41)
+    S = cfg["seeds"]
+    data = {}
+    for c in E4Sharing()._conditions(cfg):
+        key = E4Sharing._label(c)
+        full = c["scheme"] != "S0"
+        xi = np.full((S, t.size), float(Lsys)) if full else xi_s0[:, None] + rng.normal(0.0, 0.01, (S, t.size))
+        data |= {
+            f"{key}/t": t,
+            f"{key}/xi_cross": xi,
+            f"{key}/xi_fit": xi,
+            f"{key}/mean_domain_size": np.full((S, t.size), float(n if full else 5.0)),
+            f"{key}/largest_domain": np.full((S, t.size), float(n if full else 20.0)),
+            f"{key}/wall_density": np.full((S, t.size), 0.0 if full else 0.3),
+            f"{key}/C1": np.full((S, t.size), 1.0 if full else 0.3),
+            f"{key}/valid_frac": np.ones((S, 3)),
+            f"{key}/status": np.zeros(S, int),
+            f"{key}/snap_phase": np.zeros(n),
+        }
+    return data
+
+
+def test_e4_answer_on_synthetic_data_with_a_known_factor(rng):
+    cfg = load_experiment_config("E4_sharing", small=True)
+    cfg["pairs"] = [["S1 N=8 s=1 sum", "S0 N=8 eps=0.2"]]
+    S, Lsys = cfg["seeds"], max(cfg["network"]["shape"])
+    xi_s0 = rng.uniform(1.5, 2.5, S)
+    exp = E4Sharing()
+    res = exp.analyse(_e4_synthetic(cfg, rng, xi_s0), cfg)
+    by = {r["label"]: r for r in res["conditions"]}
+    s0 = by["S0 N=8 eps=0.2"]["xi_cross"]
+    assert s0["plateau"] and abs(s0["drift"]) < 0.05
+    q = res["pairs"][0]["xi_cross"]
+    assert q["ratio"] == pytest.approx(Lsys / np.mean(s0["per_seed"]), rel=1e-12)
+    assert abs(np.mean(s0["per_seed"]) - xi_s0.mean()) < 0.01
+    assert by["S1 N=8 s=1 sum"]["xi_capped"] and not by["S0 N=8 eps=0.2"]["xi_capped"]
+    meta = {
+        "command": "test",
+        "created": "now",
+        "simulate_s": 0.0,
+        "total_s": 0.0,
+        "loadavg_start": [0.0],
+        "versions": {"diffring": "x", "jax": "y"},
+        "data": "d",
+        "summary": "s",
+        "analyse": "a",
+        "config_file": "c",
+    }
+    text = exp.report(res, cfg, meta)
+    assert f"Yes, it depends on the scheme, by a factor at least {q['ratio']:.1f} +- {q['err']:.1f}" in text
+    # the same lattice everywhere: no dependence, and the report says so
+    res2 = exp.analyse(_e4_synthetic(cfg, rng, np.full(S, float(Lsys))), cfg)
+    assert "No, it does not depend" in exp.report(res2, cfg, meta)
 
 
 def test_ratio_ci_covers_true_ratio(rng):
