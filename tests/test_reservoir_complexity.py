@@ -75,6 +75,7 @@ def test_effective_dimensionality_analytic(rng):
     sig = np.array([3.0, 2.0, 1.0, 0.5, 0.1])
     want = (sig**2).sum() ** 2 / (sig**4).sum()
     np.testing.assert_allclose(float(cx.effective_dimensionality(jnp.asarray(Q * sig))), want, rtol=1e-10)
+    assert float(cx.effective_dimensionality(jnp.ones((7, 3)))) == 0.0  # no variance: no dimension
     wide = rng.normal(size=(20, 60))  # dual path (d > n)
     lam = np.linalg.eigvalsh(np.cov(wide.T))
     np.testing.assert_allclose(
@@ -105,3 +106,58 @@ def test_complexity_errors():
         cx.neural_entropy(jnp.zeros(5))
     with pytest.raises(DiffringError, match="features"):
         cx.effective_dimensionality(jnp.zeros((1, 3)))
+
+
+def test_input_sensitivity_zero_for_an_input_independent_reservoir(key):
+    """With zero input weights the outputs cannot depend on the input: distance exactly 0 at any delta."""
+    net = dr.small_world(12, (3, 5), eps=0.2, p=0.3, n_in=2, input_weight=0.0, seed=1)
+    model = dr.DiscreteMap(net, dt=0.05)
+    s0 = dr.init.random_phase(net, key, dt=0.05)
+    x = jax.random.uniform(jax.random.key(1), (3, 200, 2))
+    got = cx.input_sensitivity(model, s0, x, jax.random.key(2), delta=10.0, every=5)
+    np.testing.assert_array_equal(np.asarray(got), np.zeros(3))
+
+
+def test_complexity_sweep_equals_measures_recomputed_by_hand():
+    """Each row of the sweep equals the task score and the measures recomputed independently: each probe
+    sample simulated alone and measured with NumPy; a disconnected input gives sensitivity exactly 0."""
+    from diffring.reservoir import Dataset, Features, Ridge, SeriesEncoder, evaluate, reservoir_features
+
+    rng = np.random.default_rng(3)
+    n, T, hold = 24, 12, 4
+    X = rng.uniform(0, 1, (n, T, 2))
+    y = (X[:, :, 0].mean(1) > X[:, :, 1].mean(1)).astype(np.int64)
+    data = Dataset("tiny", X, y, test=np.arange(n) % 4 == 0)
+    enc = SeriesEncoder(length=T, channels=2, hold=hold, scale=0.5)  # noiseless: the drive ignores keys
+    feats = Features(n_times=4)
+    readout = Ridge(alphas=(1e-2, 1.0))
+
+    def build(setting, seed):
+        net = dr.small_world(6, (3, 3), eps=setting["eps"], p=0.3, n_in=2, input_weight=setting["w"], seed=seed)
+        return dr.DiscreteMap(net, 0.05), dr.init.random_phase(net, jax.random.key(seed), 0.05)
+
+    settings = [{"eps": 0.2, "w": 0.0}, {"eps": 0.5, "w": 1.0}]
+    rows = cx.complexity_sweep(settings, build, data, enc, feats, seeds=(0, 1), readout=readout, n_probe=5)
+    assert [(r["eps"], r["w"], r["seed"]) for r in rows] == [(0.2, 0.0, 0), (0.2, 0.0, 1), (0.5, 1.0, 0), (0.5, 1.0, 1)]
+    for r in rows:
+        model, s0 = build(r, r["seed"])
+        F, _ = reservoir_features(model, s0, enc, feats, X, jax.random.key(0))
+        assert r["test_accuracy"] == evaluate(data, F, readout)["test_accuracy"]
+        lam = np.linalg.eigvalsh(np.cov(F.T))
+        want = lam.sum() ** 2 / (lam**2).sum() if r["w"] else 0.0  # disconnected input: identical features
+        np.testing.assert_allclose(r["effective_dim"], want, rtol=1e-8)
+        rec = dr.Record(every=hold, fields=("o",), phases=False)
+        o = [
+            np.asarray(dr.simulate(model, s0, n_steps=T * hold, record=rec, inputs=enc(jnp.asarray(x), None)).o[1:])
+            for x in X[:5]
+        ]
+        q = np.array([(b < 0.5).mean(0) for b in o])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hb = np.nan_to_num(-q * np.log2(q)) + np.nan_to_num(-(1 - q) * np.log2(1 - q))
+        np.testing.assert_allclose(r["neural_entropy"], hb.mean(), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(r["pattern_entropy"], np.mean([_np_pattern_entropy(b) for b in o]), rtol=1e-10)
+        if r["w"] == 0.0:
+            assert r["input_sensitivity"] == 0.0
+        else:
+            assert 0.0 <= r["input_sensitivity"] <= 1.0
+        assert r["failed_runs"] == 0

@@ -15,7 +15,8 @@ Definitions (the paper gives them in words only; these are diffring's precise ch
   0 for identical runs, about 2 p (1 - p) for unrelated runs with firing fraction p.
 - **Effective dimensionality** `effective_dimensionality(F)`: the participation ratio
   (sum lambda)^2 / sum lambda^2 of the covariance spectrum of the features F (n_samples, d), computed
-  as tr(C)^2 / ||C||_F^2 without an eigendecomposition: d for isotropic data, 1 for rank-1 data.
+  as tr(C)^2 / ||C||_F^2 without an eigendecomposition: d for isotropic data, 1 for rank-1 data, and
+  0 for features that do not vary.
 """
 
 from __future__ import annotations
@@ -84,13 +85,35 @@ def hamming_distance(o_a: Float[Array, "*b T n"], o_b: Float[Array, "*b T n"]) -
 
 
 def effective_dimensionality(features: Float[Array, "n d"]) -> Float[Array, ""]:
-    """Participation ratio tr(C)^2 / tr(C^2) of the feature covariance C (uses the smaller Gram)."""
+    """Participation ratio tr(C)^2 / tr(C^2) of the feature covariance C (uses the smaller Gram); 0 when
+    the features do not vary over samples (a reservoir that ignores its input)."""
     F = jnp.asarray(features)
     if F.ndim != 2 or F.shape[0] < 2:
         raise DiffringError("features", f"shape {F.shape}", "expected (n_samples >= 2, d)")
     Fc = F - jnp.mean(F, axis=0, keepdims=True)
     G = Fc.T @ Fc if F.shape[1] <= F.shape[0] else Fc @ Fc.T  # same nonzero spectrum
-    return jnp.trace(G) ** 2 / jnp.sum(G * G)
+    g2 = jnp.sum(G * G)
+    return jnp.where(g2 > 0, jnp.trace(G) ** 2 / jnp.where(g2 > 0, g2, 1), 0)
+
+
+def _paired_outputs(model, state0, inputs, key, delta, every, skip, method, chunk_size):
+    """Outputs (B, K, n) driven by `inputs` and by `inputs + delta * xi`, as one batch of 2B runs."""
+    delta = check_float("complexity.delta", delta, nonnegative=True)
+    skip = check_int("complexity.skip", skip, minimum=0)
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim != 3:
+        raise DiffringError("inputs", f"shape {inputs.shape}", "expected (B, n_steps, n_in)")
+    B, n_steps = inputs.shape[:2]
+    if skip + 1 > n_steps // check_int("complexity.every", every, minimum=1):
+        raise DiffringError("complexity.skip", skip, f"expected fewer than n_steps / every = {n_steps // every}")
+    xi = jax.random.normal(key, inputs.shape, inputs.dtype)
+    both = jnp.concatenate([inputs, inputs + jnp.asarray(delta, inputs.dtype) * xi])
+    s0 = state0 if state0.v.ndim == 2 else jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), state0)
+    s0 = jax.tree.map(lambda a: jnp.concatenate([a, a]), s0)
+    record = Record(every=every, fields=("o",), phases=False)
+    sol = simulate_batch(model, s0, n_steps=n_steps, record=record, inputs=both, method=method, chunk_size=chunk_size)
+    o = sol.o[:, 1 + skip :]
+    return o[:B], o[B:]
 
 
 def input_sensitivity(
@@ -111,22 +134,7 @@ def input_sensitivity(
     from `key`. Outputs are compared every `every` steps, after dropping the first `skip` records
     (record 0, the common initial state, is always dropped). Returns one value per sample.
     """
-    delta = check_float("complexity.delta", delta, nonnegative=True)
-    skip = check_int("complexity.skip", skip, minimum=0)
-    inputs = jnp.asarray(inputs)
-    if inputs.ndim != 3:
-        raise DiffringError("inputs", f"shape {inputs.shape}", "expected (B, n_steps, n_in)")
-    B, n_steps = inputs.shape[:2]
-    if skip + 1 > n_steps // check_int("complexity.every", every, minimum=1):
-        raise DiffringError("complexity.skip", skip, f"expected fewer than n_steps / every = {n_steps // every}")
-    xi = jax.random.normal(key, inputs.shape, inputs.dtype)
-    both = jnp.concatenate([inputs, inputs + jnp.asarray(delta, inputs.dtype) * xi])
-    s0 = state0 if state0.v.ndim == 2 else jax.tree.map(lambda a: jnp.broadcast_to(a, (B,) + a.shape), state0)
-    s0 = jax.tree.map(lambda a: jnp.concatenate([a, a]), s0)
-    record = Record(every=every, fields=("o",), phases=False)
-    sol = simulate_batch(model, s0, n_steps=n_steps, record=record, inputs=both, method=method, chunk_size=chunk_size)
-    o = sol.o[:, 1 + skip :]
-    return hamming_distance(o[:B], o[B:])
+    return hamming_distance(*_paired_outputs(model, state0, inputs, key, delta, every, skip, method, chunk_size))
 
 
 def complexity_sweep(
@@ -174,17 +182,9 @@ def complexity_sweep(
             drive = jax.vmap(encoder)(probe, sample_keys(k_feat, n_probe)).astype(model.network.dtype)
             n_steps = (drive.shape[1] // every) * every
             drive = drive[:, :n_steps]
-            s0 = jax.tree.map(lambda a: jnp.broadcast_to(a, (n_probe,) + a.shape), state0)
-            sol = simulate_batch(
-                model,
-                s0,
-                n_steps=n_steps,
-                record=Record(every=every, fields=("o",), phases=False),
-                inputs=drive,
-                chunk_size=chunk_size,
-            )
-            o = sol.o[:, 1:]
-            sens = input_sensitivity(model, state0, drive, k_sens, delta=delta, every=every, chunk_size=chunk_size)
+            # the unperturbed half of the sensitivity runs is the probe whose entropies are measured
+            o, o_pert = _paired_outputs(model, state0, drive, k_sens, delta, every, 0, None, chunk_size)
+            sens = hamming_distance(o, o_pert)
             rows.append(
                 {
                     **setting,
