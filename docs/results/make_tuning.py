@@ -261,7 +261,7 @@ def main():
             rows,
             args,
             sum(r["elapsed"] for r in runs),
-            command=cmds + f"; merged by `python docs/results/make_tuning.py {' '.join(sys.argv[1:])}`",
+            command=cmds + f"; merged by `python docs/results/make_tuning.py {_argv()}`",
         )
         return
     makers = {"digits": digits_task, "narma10": narma_task, "memory": memory_task, "mackey_glass": mackey_task}
@@ -319,6 +319,12 @@ def scan(a, betas=(100.0, 10.0), log_gains=(-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1
     out.write_text("\n".join(L) + "\n")
 
 
+def _argv():
+    """The command-line arguments, with a --note's text elided (the note is in the report)."""
+    args = sys.argv[1:]
+    return " ".join("NOTE" if i > 0 and args[i - 1] == "--note" else x for i, x in enumerate(args))
+
+
 def _se(v):
     """Standard error of the mean over seeds."""
     return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
@@ -358,7 +364,7 @@ def plot(rows, path):
 
 
 def write(rows, a, elapsed, load=None, command=None):
-    cmd = "python docs/results/make_tuning.py " + " ".join(sys.argv[1:])
+    cmd = "python docs/results/make_tuning.py " + _argv()
     load = os.getloadavg()[0] if load is None else load
     frozen = [f for f in a.frozen.split(",") if f]
     tuned = [
