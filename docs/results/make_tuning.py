@@ -482,15 +482,18 @@ def write(rows, a, elapsed, load=None, command=None):
             + "; ".join(f"{t} {v}" for t, v in verdicts.items())
             + "."
         )
-    L += [
-        "",
-        f"Why beta = {a.beta:g}: tuning through the sharper soft map (beta = 100, the previous run of this "
-        "script, in git history) found no significant change on digits and NARMA-10: there the validation loss "
-        "is rough on the scale of one Adam step, and its exact derivative in the input gain changes sign and "
-        "size between nearby points, so the descent follows noise; at beta = 10 the derivative follows the "
-        "loss's trend (reservoir_tuning_scan.md). The price: the soft map at beta = 10 is far from the hard map "
-        "(docs/gradients.md: at beta <= 50 pulses can die out), so the hard-map columns are reported separately.",
-    ]
+    if a.beta == 10.0:
+        L += [
+            "",
+            f"Why beta = {a.beta:g}: tuning through the sharper soft map (beta = 100, the previous run of this "
+            "script, in git history) found no significant change on digits and NARMA-10: there the validation loss "
+            "is rough on the scale of one Adam step, and its exact derivative in the input gain changes sign and "
+            "size between nearby points, so the descent follows noise; at beta = 10 the derivative follows the "
+            "loss's trend (reservoir_tuning_scan.md). The price: the soft map at beta = 10 is far from the hard map "
+            "(docs/gradients.md: at beta <= 50 pulses can die out), so the hard-map columns are reported separately.",
+        ]
+    else:
+        L += ["", "Compare reservoir_tuning.md (beta = 10), and reservoir_tuning_scan.md for the loss's roughness."]
     if getattr(a, "note", None):
         L += ["", a.note]
     L += ["", "Validation loss of the kept iterate relative to the untuned one (the tuning loss):", ""]
