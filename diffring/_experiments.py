@@ -733,6 +733,10 @@ class E2Growth(AbstractExperiment):
             "Figures: `E2_xi_growth/xi_loglog.png` (xi(t) for both estimators, log-log, with the fits), "
             "`E2_xi_growth/C1_R.png` (C(1, t) and R(t)).",
             "",
+            "![xi(t)](E2_xi_growth/xi_loglog.png)",
+            "",
+            "![C1 and R](E2_xi_growth/C1_R.png)",
+            "",
         ]
         return "\n".join(L)
 
