@@ -56,14 +56,69 @@ def _weights(theta, valid):
     return jnp.ones(theta.shape, theta.dtype) if valid is None else valid.astype(theta.dtype)
 
 
+# fdlibm's __kernel_sin / __kernel_cos polynomials (|r| <= pi/4) and pi/2 split into 33 + 33 + 53 bits.
+_PIO2 = (1.57079632673412561417e00, 6.07710050630396597660e-11, 2.02226624871116645580e-21)
+_SIN = (-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
+        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10)  # fmt: skip
+_COS = (4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
+        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11)  # fmt: skip
+_HUGE = 2.0**40  # beyond this, float64 phases are first reduced by fmod(theta, 2 pi)
+
+
+def _horner(z, coeffs):
+    p = coeffs[-1]
+    for a in coeffs[-2::-1]:
+        p = a + z * p
+    return p
+
+
+def _sincos(theta):
+    """(sin theta, cos theta) from plain vectorisable arithmetic: within 2 ulp of the correctly
+    rounded values in float64 (XLA's CPU sin and cos are ~4x slower and dominate the observables).
+
+    Cody-Waite reduction to |r| <= pi/4 with the quadrant index split in two 20-bit halves (exact
+    for |theta| < 2^40); larger phases, which carry no sub-milliradian information in float64, are
+    reduced by fmod first (only computed if present). Other dtypes use jnp.sin / jnp.cos.
+    """
+    if theta.dtype != jnp.float64:
+        return jnp.sin(theta), jnp.cos(theta)
+    theta = jax.lax.cond(jnp.any(jnp.abs(theta) >= _HUGE), lambda x: jnp.fmod(x, 2 * math.pi), lambda x: x, theta)
+    q = jnp.round(theta * (2 / math.pi))
+    q_hi = jnp.round(q * 2.0**-20) * 2.0**20
+    q_lo = q - q_hi
+    p1, p2, p3 = _PIO2
+    r = ((((theta - q_hi * p1) - q_lo * p1) - q_hi * p2) - q_lo * p2) - q * p3
+    z = r * r
+    s = r + (r * z) * _horner(z, _SIN)
+    c = (1 - 0.5 * z) + (z * z) * _horner(z, _COS)
+    quad = (q - 4 * jnp.floor(q * 0.25)).astype(jnp.int32)  # q mod 4
+    sin = jnp.where(quad == 0, s, jnp.where(quad == 1, c, jnp.where(quad == 2, -s, -c)))
+    cos = jnp.where(quad == 0, c, jnp.where(quad == 1, -s, jnp.where(quad == 2, -c, s)))
+    return sin, cos
+
+
 def _unit(theta, w):
     """w exp(i theta) as a complex array (no implicit float -> complex promotion)."""
-    return jax.lax.complex(w * jnp.cos(theta), w * jnp.sin(theta))
+    sin, cos = _sincos(theta)
+    return jax.lax.complex(w * cos, w * sin)
 
 
 def _wrapped_abs(d):
-    """|d| wrapped to [0, pi]."""
-    return jnp.abs(jnp.remainder(d + jnp.pi, 2 * jnp.pi) - jnp.pi)
+    """|d| wrapped to [0, pi]: |remainder(d + pi, 2 pi) - pi|.
+
+    For -2 pi < d + pi < 4 pi (always, for phases in [0, 2 pi)) the remainder is one add, bit for
+    bit (fmod is exact there); the general fmod path runs only if some d is outside.
+    """
+    x = d + jnp.pi
+    two_pi = jnp.asarray(2 * jnp.pi, d.dtype)
+    near = (x > -two_pi) & (x < 2 * two_pi)
+    rem = jax.lax.cond(
+        jnp.all(near),
+        lambda x: jnp.where(x < 0, x + two_pi, jnp.where(x >= two_pi, x - two_pi, x)),
+        lambda x: jnp.remainder(x, two_pi),
+        x,
+    )
+    return jnp.abs(rem - jnp.pi)
 
 
 def _check_max_delta(max_delta, grid, periodic):
@@ -139,6 +194,30 @@ def pulse_count(o: Float[Array, "*b n"], rings: Rings) -> Int[Array, "*b rings"]
     return jnp.where(all_low, 1, k).astype(jnp.int32)
 
 
+def _pulse_counter(rings: Rings) -> Callable:
+    """`pulse_count(o, rings)` specialised to fixed ring tables (same integers, less work): when
+    every ring is full-width the predecessor is a roll around the ring axis, and when neuron
+    p * n_rings + r is member p of ring r (the S0 lattices) the gather is a reshape."""
+    members, sizes = np.asarray(rings.members), np.asarray(rings.sizes)
+    n_rings, width = members.shape
+    if not np.all(sizes == width):
+        return lambda o: pulse_count(o, rings)
+    strided = np.array_equal(members, np.arange(members.size).reshape(width, n_rings).T)
+    table = jnp.asarray(members.T, jnp.int32)
+
+    def count(o):
+        low = o < 0.5
+        if strided and o.shape[-1] == members.size:
+            low = low.reshape(o.shape[:-1] + (width, n_rings))
+        else:
+            low = low.at[..., table].get(mode="promise_in_bounds")  # (..., width, n_rings); in range
+        starts = low & ~jnp.roll(low, 1, axis=-2)
+        k = jnp.sum(starts, axis=-2, dtype=jnp.int32)
+        return jnp.where(jnp.all(low, axis=-2), 1, k).astype(jnp.int32)
+
+    return count
+
+
 # --- order parameters ---------------------------------------------------------------------------
 
 
@@ -188,7 +267,8 @@ def local_order(
     if periodic and any(2 * radius + 1 > L for L in grid):
         raise DiffringError("radius", radius, f"expected 2 radius + 1 <= every periodic side {grid}")
     w = _weights(theta, valid)
-    return _local_order(w, w * jnp.cos(theta), w * jnp.sin(theta), len(lead), grid, radius, periodic)
+    sin, cos = _sincos(theta)
+    return _local_order(w, w * cos, w * sin, len(lead), grid, radius, periodic)
 
 
 def _local_order(w, wc, ws, lead_nd, grid, radius, periodic):
@@ -229,24 +309,31 @@ def correlation_axes(
 
 
 def _correlation_axes(z, w, lead_nd, grid, axes, max_delta, periodic):
-    """`correlation_axes` from z = w exp(i theta) and the weights w (pair counts by a real FFT)."""
+    """`correlation_axes` from z = w exp(i theta) and the weights w.
+
+    Per axis: one batched FFT of z (and a real one of w) along it; |F|^2 summed over the other
+    axes first (the inverse transform is linear), so one short inverse transform per axis gives
+    the pooled pair sums sum_r z_{r+D} conj(z_r) and the pair counts.
+    """
     lead = z.shape[:lead_nd]
     spatial = tuple(range(lead_nd, lead_nd + len(grid)))
     num = jnp.zeros(lead + (max_delta + 1,), w.dtype)
     den = jnp.zeros(lead + (max_delta + 1,), w.dtype)
 
-    def pooled(S, ax, others):
-        S = jax.lax.slice_in_dim(S, 0, max_delta + 1, axis=ax)
-        return jnp.moveaxis(jnp.sum(S, axis=others, keepdims=True), ax, -1).reshape(lead + (max_delta + 1,))
+    def pooled(P, ax, others):
+        return jnp.moveaxis(jnp.sum(P, axis=others, keepdims=True), ax, -1).reshape(lead + (-1,))
 
     for i in axes:
         ax = lead_nd + i
         n = grid[i] if periodic else 2 * grid[i]
         others = tuple(a for a in spatial if a != ax)
         F = jnp.fft.fft(z, n=n, axis=ax)
-        num = num + pooled(jnp.real(jnp.fft.ifft(F * jnp.conj(F), axis=ax)), ax, others)  # sum_r z_{r+D} conj(z_r)
+        P = pooled(jnp.real(F) ** 2 + jnp.imag(F) ** 2, ax, others)
+        S = jnp.real(jnp.fft.ifft(jax.lax.complex(P, jnp.zeros_like(P)), axis=-1))
+        num = num + S[..., : max_delta + 1]
         G = jnp.fft.rfft(w, n=n, axis=ax)
-        den = den + pooled(jnp.fft.irfft(G * jnp.conj(G), n=n, axis=ax), ax, others)
+        Q = pooled(jnp.real(G) ** 2 + jnp.imag(G) ** 2, ax, others)
+        den = den + jnp.fft.irfft(Q, n=n, axis=-1)[..., : max_delta + 1]
     den = jnp.round(den)  # pair counts are integers; FFT rounding would otherwise leak into C
     return jnp.where(den > 0.5, num / jnp.maximum(den, 1), 0)
 
@@ -512,10 +599,15 @@ def _labels_one(connect, valid):
     big = jnp.asarray(n, jnp.int32)
     lab0 = jnp.where(vflat, self_, big)
 
+    # Every index is clamped into [0, n) first, so XLA's bounds handling can be skipped.
+    def get(a, i):
+        return a.at[i].get(mode="promise_in_bounds")
+
     def sweep(lab):
-        m = jnp.minimum(lab, jnp.min(lab[nbr], axis=-1))
-        m = jnp.minimum(m, m.at[jnp.minimum(lab, n - 1)].min(m))  # invalid rings carry m = big: no-op
-        m = jnp.minimum(m, m[jnp.minimum(m, n - 1)])
+        m = jnp.minimum(lab, jnp.min(get(lab, nbr), axis=-1))
+        # invalid rings carry m = big: a no-op
+        m = jnp.minimum(m, m.at[jnp.minimum(lab, n - 1)].min(m, mode="promise_in_bounds"))
+        m = jnp.minimum(m, get(m, jnp.minimum(m, n - 1)))
         return jnp.where(vflat, m, big)
 
     def cond(c):
@@ -642,10 +734,10 @@ def fire_counts(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Int[Ar
 def _materialised(f, ok):
     """f() computed once into buffers. XLA on CPU otherwise recomputes a cheap-looking producer
     (here cos/sin of 4096 phases) inside every fusion that reads it; a loop whose trip count it
-    cannot prove (one iteration: `ok` has no negative entries) is a boundary it does not fuse across."""
+    cannot prove (one iteration: a boolean is never negative) is a boundary it does not fuse across."""
     out = jax.eval_shape(f)
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
-    once = jnp.asarray(1, jnp.int32) + jnp.minimum(jnp.min(ok.astype(jnp.int32)), 0)  # == 1 at run time
+    once = jnp.asarray(1, jnp.int32) + jnp.minimum(ok.reshape(-1)[0].astype(jnp.int32), 0)  # == 1 at run time
     return jax.lax.fori_loop(0, once, lambda i, _: f(), zeros)
 
 
@@ -674,10 +766,11 @@ def lattice_observables(
     lattice (`network.grid`) also "R_local" (mean local R, box `radius`), "C" (C(Delta) along
     axes), "C_iso" (if `isotropic`), "xi_fit", "xi_cross" (from "C", capped at max(grid)),
     "wall_density", "n_walls" (wall bonds), "n_domains", "largest_domain", "mean_domain_size"
-    (unless `domains=False`: the connected components are the most expensive part, about a third
-    of the cost on a 64 x 64 lattice; they can be computed post hoc from the recorded phases with
-    `diffring.domains`). `periodic=None` takes the boundary from the builder; `k_walls` also counts bonds between rings
-    of different pulse count as walls (off by default: hand-off gaps of the discrete map flicker k).
+    (unless `domains=False`: the connected components are the most expensive part, about half of
+    the cost on a 64 x 64 lattice; they can be computed post hoc from the recorded phases with
+    `diffring.domains`). `periodic=None` takes the boundary from the builder; `k_walls` also counts
+    bonds between rings of different pulse count as walls (off by default: hand-off gaps of the
+    discrete map flicker k). Cost: docs/observables.md and benchmarks/bench_observables.py.
     """
     grid = network.grid
     rings = network.rings
@@ -689,9 +782,11 @@ def lattice_observables(
         xi_max = float(max(grid))
     threshold = check_float("threshold", threshold, nonnegative=True)
 
+    count = _pulse_counter(rings)
+
     def fn(t, state, phase, valid):
         del t
-        k = pulse_count(state.o, rings)
+        k = count(state.o)
         out = {"R": order_parameter(phase, valid), "k": k, "k_mean": jnp.mean(k.astype(phase.dtype), axis=-1)}
         if grid is None:
             return out
@@ -700,8 +795,13 @@ def lattice_observables(
         th, ok, kg = as_grid(phase, grid), as_grid(valid, grid), as_grid(k, grid)
         nd = len(grid)
         lead_nd = th.ndim - nd
-        w = ok.astype(phase.dtype)
-        wc, ws = _materialised(lambda: (w * jnp.cos(th), w * jnp.sin(th)), ok)
+
+        def weighted_unit():
+            w = ok.astype(phase.dtype)
+            sin, cos = _sincos(th)
+            return w, w * cos, w * sin
+
+        w, wc, ws = _materialised(weighted_unit, ok)
         z = jax.lax.complex(wc, ws)
         spatial = tuple(range(lead_nd, th.ndim))
         rl = _local_order(w, wc, ws, lead_nd, grid, radius, periodic)

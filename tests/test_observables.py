@@ -11,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 import diffring as dr
+from diffring._observables import _pulse_counter, _sincos, _wrapped_abs
 
 TWO_PI = 2 * np.pi
 
@@ -163,15 +165,21 @@ def test_pulse_count_hand_built_ring_states():
         lambda: dr.small_world(30, (2, 9), eps=0.1, p=0.3, seed=1),
         lambda: dr.lattice([3, 4], 8, scheme="S1", shared=2),
         lambda: dr.lattice([4, 4], 4, scheme="S2"),
+        lambda: dr.lattice([3, 5], 6, scheme="S0"),
+        lambda: dr.chain(7, 4, boundary="open"),
     ],
 )
 def test_pulse_count_equals_a_walk_around_each_ring(make, rng):
+    """Also the specialised counter of `lattice_observables` (a reshape for S0, a roll for full rings)."""
     net = make()
     members, sizes = np.asarray(net.rings.members), np.asarray(net.rings.sizes)
     o = (rng.random((5, net.n_neurons)) < 0.6).astype(float)
+    o[0] = 0.0  # all low: one run per ring
     k = np.asarray(dr.pulse_count(jnp.asarray(o), net.rings))
+    fast = np.asarray(jax.jit(_pulse_counter(net.rings))(jnp.asarray(o)))
     for b in range(5):
         np.testing.assert_array_equal(k[b], np_pulse_count(o[b], members, sizes))
+        np.testing.assert_array_equal(fast[b], k[b])
 
 
 @pytest.mark.parametrize("kk", [1, 2, 3])
@@ -433,6 +441,98 @@ def test_walls_and_domains_equal_a_graph_reference(grid, periodic, rng):
             assert int(dom.n_domains[b]) == len(np.unique(labels[labels >= 0]))
             assert int(dom.largest[b]) == sizes.max()
             assert float(dom.mean_size[b]) == pytest.approx(valid[b].sum() / int(dom.n_domains[b]), abs=1e-12)
+
+
+def scipy_domains(cls, valid, periodic):
+    """Min-index labels of a class map (equal neighbouring classes join, other classes are walls)
+    by scipy.ndimage.label per class; a periodic grid then merges labels across each seam."""
+    grid = cls.shape
+    lab = np.full(grid, -1)
+    nxt = 0
+    for c in np.unique(cls[valid]):
+        part, n = ndimage.label((cls == c) & valid)
+        lab[part > 0] = part[part > 0] - 1 + nxt
+        nxt += n
+    parent = list(range(nxt))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if periodic:
+        for a, L in enumerate(grid):
+            first, last = np.take(lab, 0, axis=a).ravel(), np.take(lab, L - 1, axis=a).ravel()
+            same = (np.take(cls, 0, axis=a) == np.take(cls, L - 1, axis=a)).ravel()
+            for x, y, join in zip(first, last, same, strict=True):
+                if x >= 0 and y >= 0 and join:  # valid neighbours across the seam, same class
+                    parent[root(x)] = root(y)
+    flat = lab.reshape(-1)
+    roots = np.array([root(i) for i in flat[flat >= 0]])
+    out = np.full(flat.shape, -1)
+    sites = np.flatnonzero(flat >= 0)
+    for r in np.unique(roots):
+        m = sites[roots == r]
+        out[m] = m.min()
+    return out.reshape(grid)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_domains_of_random_blob_maps_equal_scipy_ndimage_label(periodic, rng):
+    """Random 64 x 64 maps of three phase classes 2 pi / 3 apart (every class change is a wall),
+    from fine noise (percolating, tortuous domains) to large blobs, with invalid rings."""
+    L = 64
+    for smooth in (0, 1, 3):
+        for _ in range(2):
+            f = rng.normal(size=(3, L, L))
+            if smooth:
+                f = ndimage.gaussian_filter(f, sigma=(0, smooth, smooth), mode="wrap" if periodic else "reflect")
+            cls = np.argmax(f, axis=0)
+            valid = rng.random((L, L)) < 0.97
+            theta = jnp.asarray(cls * (2 * np.pi / 3) + rng.uniform(-0.2, 0.2, (L, L)))
+            dom = dr.domains(theta, jnp.asarray(valid), periodic=periodic)
+            ref = scipy_domains(np.where(valid, cls, -1), valid, periodic)
+            np.testing.assert_array_equal(np.asarray(dom.labels), ref)
+            sizes = np.bincount(ref[ref >= 0], minlength=L * L)
+            np.testing.assert_array_equal(np.asarray(dom.sizes), sizes)
+            assert int(dom.n_domains) == np.count_nonzero(sizes) and int(dom.largest) == sizes.max()
+
+
+def test_sincos_within_two_ulp_of_numpy(rng):
+    """The vectorised sin/cos of the observables against NumPy's (correctly rounded in practice):
+    2 ulp, or 1e-29 absolute next to a zero (the reduction's last term, q (pi/2)_3, rounds)."""
+    for hi in (2 * np.pi, 50.0, 1e6):
+        x = rng.uniform(-hi, hi, 20_000)
+        x[:8] = [0.0, -0.0, np.pi / 2, np.pi, 1.5 * np.pi, 2 * np.pi, np.pi / 4, -np.pi / 4]
+        s, c = (np.asarray(a) for a in jax.jit(_sincos)(jnp.asarray(x)))
+        for got, ref in ((s, np.sin(x)), (c, np.cos(x))):
+            np.testing.assert_array_less(np.abs(got - ref), np.maximum(2 * np.spacing(np.abs(ref)) * (1 + 1e-9), 1e-29))
+    # huge phases are first reduced modulo 2 pi (fmod): finite and on the unit circle
+    x = jnp.asarray([1e13, -3e15, 1e300])
+    s, c = (np.asarray(a) for a in jax.jit(_sincos)(x))
+    np.testing.assert_allclose(s * s + c * c, 1.0, atol=1e-15)
+    ref = np.fmod(np.asarray(x), 2 * np.pi)
+    np.testing.assert_allclose(s, np.sin(ref), atol=1e-15)
+    assert np.all(np.isnan(np.asarray(jax.jit(_sincos)(jnp.asarray([np.nan, np.inf]))[0])))
+
+
+def test_wrapped_abs_is_the_remainder_formula_bit_for_bit(rng):
+    """The one-add fast path equals |remainder(d + pi, 2 pi) - pi| exactly (phase differences of
+    [0, 2 pi) phases, edge values), and the fmod path is taken for anything else."""
+    d = np.concatenate(
+        [
+            rng.uniform(0, 2 * np.pi, 50_000) - rng.uniform(0, 2 * np.pi, 50_000),
+            [0.0, -0.0, np.pi, -np.pi, np.pi / 2, -np.pi / 2, 2 * np.pi - 1e-15, -2 * np.pi + 1e-15, np.nan],
+        ]
+    )
+    ref = np.asarray(jax.jit(lambda d: jnp.abs(jnp.remainder(d + jnp.pi, 2 * jnp.pi) - jnp.pi))(jnp.asarray(d)))
+    got = np.asarray(jax.jit(_wrapped_abs)(jnp.asarray(d)))
+    np.testing.assert_array_equal(got.view(np.int64), ref.view(np.int64))
+    far = jnp.asarray([20.0, -20.0, 1e5, 0.1])
+    np.testing.assert_allclose(
+        np.asarray(_wrapped_abs(far)), np.abs(np.angle(np.exp(1j * np.asarray(far)))), atol=1e-10
+    )
 
 
 # --- orbits, rates, rasters ----------------------------------------------------------------------------
