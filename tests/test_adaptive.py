@@ -12,8 +12,10 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import diffring as dr
+from diffring._adaptive import DormandPrince87
 
-TABLEAUS = {"dopri5": dr.DormandPrince54(), "tsit5": dr.Tsitouras54()}
+TABLEAUS = {"dopri5": dr.DormandPrince54(), "tsit5": dr.Tsitouras54(), "dopri8": DormandPrince87()}
+ORDER = {"dopri5": 5, "tsit5": 5, "dopri8": 8}
 
 
 def frozen_model(dt):
@@ -49,20 +51,25 @@ def test_error_is_of_the_order_of_the_tolerance_on_a_linear_ode(name):
         assert err <= 10 * tol  # tolerance proportionality (the solution is O(1))
         errs.append(err)
         steps.append(int(sol.stats["num_steps"]))
-    # 100x tighter tolerance costs about 100^(1/5) = 2.5x the steps for a 5th-order pair.
+    # 100x tighter tolerance costs about 100^(1/p) times the steps for an order-p pair (2.5x for p = 5).
     slope = np.polyfit(np.log(steps), np.log(errs), 1)[0]
-    assert -6.2 < slope < -4.5, (steps, errs)
+    p = ORDER[name]
+    assert slope < -(p - 0.5), (steps, errs)
+    # The 8(7) pair takes 5 ... 16 steps here: whole step counts make its slope too coarse to bound below.
+    assert p == 8 or slope > -(p + 1.2), (steps, errs)
 
 
 @pytest.mark.parametrize("name", list(TABLEAUS))
-def test_fifth_order_convergence_at_fixed_steps(name):
+def test_order_of_convergence_at_fixed_steps(name):
     # A huge tolerance accepts every step and factor_max = 1 + 1e-12 keeps the step at dt0 (to 1e-10
     # relative over the run; the last step is clipped to the record time): the error of a 5th-order
-    # method falls as dt0^5. dt0 and factor_max are traced: one compilation for every step size.
+    # method falls as dt0^5 (dt0^8 for the 8(7) pair, with longer steps to stay clear of round-off).
+    # dt0 and factor_max are traced: one compilation for every step size.
     model = frozen_model(2.0)
     s0 = frozen_state(model)
     errs = []
-    hs = (0.1, 0.05, 0.025)
+    p = ORDER[name]
+    hs = (0.1, 0.05, 0.025) if p == 5 else (0.4, 0.2, 0.1)
     for h in hs:
         method = dr.AdaptiveRK(
             TABLEAUS[name],
@@ -76,7 +83,10 @@ def test_fifth_order_convergence_at_fixed_steps(name):
         assert int(sol.stats["num_steps"]) in (round(2.0 / h), round(2.0 / h) + 1)
         errs.append(np.max(np.abs(np.asarray(sol.v[-1]) - frozen_exact(model, s0, np.array([2.0]))[0])))
     orders = np.log(np.array(errs[:-1]) / np.array(errs[1:])) / np.log(2)
-    assert np.all((orders > 4.6) & (orders < 6.0)), orders
+    assert np.all(orders > p - 0.4), orders
+    # On a linear ODE only the stability polynomial counts; the 13-stage 8(7) pair's matches exp(z)
+    # beyond z^8 (measured orders ~ 9.9), so it is bounded above for the 5(4) pairs only.
+    assert p == 8 or np.all(orders < p + 1.0), orders
 
 
 def numpy_field(model, x_table):
@@ -137,7 +147,7 @@ def test_agrees_with_diffrax_on_a_smooth_ring_at_tight_tolerance(name):
     model = dr.SmoothRelaxation(net, 0.05)  # default smoothing: sharp switches
     s0 = dr.init.pulses(net, 1)
     rec = dr.Record(fields=("v", "o"), phases=False)
-    solver = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5()}[name]
+    solver = {"dopri5": diffrax.Dopri5(), "tsit5": diffrax.Tsit5(), "dopri8": diffrax.Dopri8()}[name]
     ref = dr.simulate(model, s0, t1=8.0, record=rec, method=dr.ODESolve(solver, rtol=1e-11, atol=1e-11))
     sol = dr.simulate(model, s0, t1=8.0, record=rec, method=dr.AdaptiveRK(TABLEAUS[name], rtol=1e-11, atol=1e-11))
     assert int(sol.status) == 0 and int(ref.status) == 0
