@@ -505,14 +505,15 @@ def report(res, args, path):
             "",
             "The rings' low MC is not a bug in the feature path: the per-step features equal a direct "
             "`dr.simulate` of the held series bit for bit (outputs) and exactly (voltages), and row t holds the "
-            "state after u(t) was applied (tests/test_reservoir_features.py checks both). It is the mechanism: the "
-            "input reaches only the head neuron of the rings that receive it (input density 0.5: 21 of 50 rings "
-            "in seed 0), a differentiator that fires on an input jump of at least theta_H = 0.49 and can then stay "
-            "firing for up to ~90 steps (9 samples, while d = u - v decays to theta_L = 0.2 with tau = 100 steps) "
-            "whatever comes next, so the binary outputs tell which rings saw a large jump recently, not the values "
-            "u(t - k); the voltages add one low-pass trace of the input with the same tau = 10 samples in every "
-            "ring, whose MC is at most b^2 (1 - b^80) = 0.82 for b = exp(-0.1) (`rings_ov`: 0.58). Input density "
-            "1 or input scale 2 raise the outputs' MC only to 0.13-0.18 (seed 0, one run each).",
+            "state after u(t) was applied, as the targets u(t - k) assume (tests/test_reservoir_features.py and "
+            "test_reservoir_tasks.py). It is the mechanism: the input reaches only the head neuron of the rings "
+            "that receive it (input density 0.5: 21 of 50 rings in seed 0), a differentiator that fires on an "
+            "input jump of at least theta_H = 0.49 and can then stay firing for 90-160 steps (9-16 samples, while"
+            " d = u - v decays from the jump, 0.49-1, to theta_L = 0.2 with tau = 100 steps) whatever comes next,"
+            " so the binary outputs tell which rings saw a large jump recently, not the values u(t - k); the "
+            "voltages add one low-pass trace of the input with the same tau = 10 samples in every ring, whose MC "
+            "is at most b^2 (1 - b^80) = 0.82 for b = exp(-0.1) (`rings_ov`: 0.58). Input density 1 or input "
+            "scale 2 raise the outputs' MC only to 0.13-0.18 (seed 0, one run each).",
             "",
             series_table(r, "memory_capacity", "memory capacity", 2),
             "",
