@@ -34,7 +34,7 @@ def accuracy(labels: Int[Array, " n"], scores: Float[Array, "n n_classes"]) -> F
     return jnp.mean((predict_labels(scores) == labels).astype(jnp.result_type(float)))
 
 
-def nrmse(y_true: Float[Array, "n *k"], y_pred: Float[Array, "n *k"]) -> Float[Array, ""]:
+def nrmse(y_true: Float[Array, "n ..."], y_pred: Float[Array, "n ..."]) -> Float[Array, ""]:
     """Normalised root-mean-square error sqrt(sum (y - yhat)^2 / sum (y - mean y)^2).
 
     The mean is taken per output column (axis 0) and the sums are pooled over all entries, so the
