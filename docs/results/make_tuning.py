@@ -378,6 +378,7 @@ def write(rows, a, elapsed, load=None, command=None):
         if f not in frozen
     ]
     out = pathlib.Path(a.out)
+    th0 = dr.small_world(2, (3, 3), seed=0)  # the default thresholds every reservoir starts from
     L = [
         "# Gradient tuning of ring reservoirs",
         "",
@@ -448,8 +449,8 @@ def write(rows, a, elapsed, load=None, command=None):
     L += [
         "",
         "Summary: mean +- standard error over seeds; the paired difference is tuned - untuned per seed, and "
-        "counts as a change only beyond twice its standard error. Untuned theta_H, theta_L = "
-        "0.5, 0.2 (network defaults), eps scale and input gain 1.",
+        "counts as a change only beyond twice its standard error. Untuned: theta_H, theta_L = "
+        f"{th0.theta_H:g}, {th0.theta_L:g} (the network defaults), eps scale and input gain 1.",
         "",
         "| task | metric | model | untuned | tuned | paired difference | seeds better | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
