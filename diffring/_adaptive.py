@@ -127,8 +127,8 @@ def _materialised(k, h):
 
     Without it, XLA CPU fuses the cheap stage combinations y + h sum_j a_ij k_j (and the v derivative)
     into every consumer and recomputes them there, which grows with the square of the stage count: a
-    written-out Dormand-Prince 8(7) step emits 4.4x the arithmetic it needs and costs 330 instead of
-    50 us on a 1,000-neuron lattice (benchmarks/smooth_step_cost.py). `lax.optimization_barrier` does
+    written-out Dormand-Prince 8(7) step emits 4-5x the arithmetic it needs and costs 330-355 instead
+    of 49-59 us on a 1,000-neuron lattice (benchmarks/smooth_step_cost.py). `lax.optimization_barrier` does
     not stop it. Used for the 8(7) pair only: on the 5(4) pairs the buffer copies cost what the
     recomputation saves (measured within +-10 %). The predicate h > 0 is a runtime value, so XLA cannot
     fold the conditional; it holds for every step taken, and for h = 0 the zeros give the same step
