@@ -40,6 +40,16 @@ class AbstractCoupling(eqx.Module):
         """W o with o and the result in the shape `layout`."""
         return self(x.reshape(-1)).reshape(self.layout)
 
+    def folds_input(self, win: np.ndarray) -> bool:
+        """Whether Win x reaches only the rows that `row_drive` covers, for this concrete `win`
+        (n, n_in): then `MapScan` adds it there instead of a dense product per step. Base: no."""
+        return False
+
+    def row_drive(self, win: Array, x: Float[Array, "k n_in"]) -> Array:
+        """Win x of the rows that `__call__(o, row_input=...)` takes, for each row of `x`, when
+        `folds_input(win)`."""
+        raise NotImplementedError(type(self).__name__)
+
     @abc.abstractmethod
     def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
         """Return W o."""
@@ -224,7 +234,8 @@ class RingCoupling(AbstractCoupling):
     weight: Float[Array, "m k"]
     n_neurons: int = eqx.field(static=True)
 
-    def __call__(self, o: Float[Array, " n"]) -> Float[Array, " n"]:
+    def __call__(self, o: Float[Array, " n"], row_input: Float[Array, " m"] | None = None) -> Float[Array, " n"]:
+        """W o, plus `row_input` (one value per table row, e.g. `row_drive`) on the table rows."""
         u = self.shift_weight * jnp.concatenate([o[-1:], o[:-1]])
         if self.rows.shape[0] == 0:
             return u
@@ -236,7 +247,25 @@ class RingCoupling(AbstractCoupling):
             h = self.weight[:, 0] * o[self.index[:, 0]]
             for j in range(1, k):
                 h = h + self.weight[:, j] * o[self.index[:, j]]
+        if row_input is not None:
+            h = h + row_input
         return u.at[self.rows].set(h, indices_are_sorted=True, unique_indices=True, mode="promise_in_bounds")
+
+    def folds_input(self, win: np.ndarray) -> bool:
+        """True when every non-zero row of `win` is a table row (small-world inputs reach ring heads)."""
+        outside = np.ones(self.n_neurons, bool)
+        outside[np.asarray(self.rows)] = False
+        return self.rows.shape[0] > 0 and not np.any(np.asarray(win)[outside] != 0)
+
+    def row_drive(self, win: Array, x: Float[Array, "k n_in"]) -> Float[Array, "k m"]:
+        """Win x on the table rows for each of k input rows: one (k, n_in) x (n_in, m) product.
+
+        `MapScan` computes it once per record block and adds row t to the table rows at step t
+        (`row_input`). One product per block is also what keeps a batch equal to its single runs:
+        a per-step product, or an elementwise sum that XLA may contract into FMAs differently in
+        batched and single programs, rounds differently in the last bit.
+        """
+        return x @ win[self.rows].T
 
     def edges(self):
         n = self.n_neurons

@@ -83,13 +83,16 @@ class DiscreteMap(AbstractSteppedModel):
 
         return step
 
-    def make_sign_packed_step(self):
+    def make_sign_packed_step(self, fold_inputs: bool = False):
         """`step(w, x) -> (w, ok)` on the sign-packed state w = v (o = 1) or -v (o = 0), shaped
         `network.coupling.layout`; only for `HardThreshold` with v >= 0 (see `MapScan(pack=...)`).
 
         The same arithmetic as `make_step`, so the results are identical: 1 - H(d - theta(o)) is
         `fire = d >= theta(o)` exactly (d - theta >= 0 iff d >= theta for floats), written as a
         comparison and in the coupling's own layout because XLA CPU then emits a vectorised loop.
+        `fold_inputs` (only when `coupling.folds_input(win)`): x is then the step's precomputed
+        input drive of the coupling's table rows (`coupling.row_drive`), the only rows Win reaches,
+        added there instead of a dense Win x per step.
         """
         if not isinstance(self.threshold, HardThreshold):
             raise DiffringError("method.pack", True, "the sign-packed carry needs the hard threshold")
@@ -106,9 +109,13 @@ class DiscreteMap(AbstractSteppedModel):
         def step(w, x):
             resting = ~jnp.signbit(w)
             v = jnp.abs(w)
-            u = net.coupling.in_layout(jnp.where(resting, one, zero))
-            if net.win is not None and x is not None:
-                u = u + (net.win @ x).reshape(layout)
+            o = jnp.where(resting, one, zero)
+            if fold_inputs and x is not None:
+                u = net.coupling(o.reshape(-1), row_input=x).reshape(layout)
+            else:
+                u = net.coupling.in_layout(o)
+                if net.win is not None and x is not None:
+                    u = u + (net.win @ x).reshape(layout)
             v = u + alpha * (v - u)
             d = u - v
             fire = jnp.where(resting, d >= th_hi, d >= th_lo)

@@ -42,23 +42,6 @@ class PhaseTracker(eqx.Module):
             self.count + fell.astype(jnp.int32),
         )
 
-    def packed(self) -> Float[Array, "3 *b rings"]:
-        """[last, prev, count] stacked in one array (count as a float: exact below 2**24 fires).
-
-        `MapScan` carries this inside its time loop: one buffer updated per step instead of four.
-        """
-        return jnp.stack([self.last, self.prev, self.count.astype(self.last.dtype)])
-
-    @staticmethod
-    def register_packed(packed: Array, fell: Bool[Array, "*b rings"], t) -> Array:
-        """`update` on the packed form, given which probes fell (1 -> 0) at time t."""
-        t = jnp.broadcast_to(jnp.asarray(t, packed.dtype), packed.shape[1:])
-        return jnp.where(fell[None], jnp.stack([t, packed[0], packed[2] + 1]), packed)
-
-    @classmethod
-    def from_packed(cls, packed: Array, o_probe: Float[Array, "*b rings"]) -> PhaseTracker:
-        return cls(packed[0], packed[1], o_probe, packed[2].astype(jnp.int32))
-
     def phase(self, t) -> tuple[Float[Array, " rings"], Bool[Array, " rings"]]:
         """Phases in [0, 2 pi) at time t, and which rings have a defined phase."""
         valid = self.count >= 2

@@ -194,6 +194,48 @@ class _PlainCarry:
     def outputs(carry, index):
         return carry.o[..., index]
 
+    @staticmethod
+    def probe_flags(carry, probes):
+        """(o >= 0.5, o < 0.5) of the probes; a fall is the first then the second (NaN is neither)."""
+        o = carry.o[..., probes]
+        return o >= 0.5, o < 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class SignPacked:
+    """How `MapScan` runs the sign-packed carry; `MapScan.resolve` settles it from concrete values.
+
+    `probe_row`: the row of the coupling's layout that holds exactly the ring probes, in ring order
+    (an S0 lattice's probe position), so the phase tracker reads them every step as one static slice
+    of the carry instead of a gather (None: gather `network.rings.probes`). `fold_inputs`: every
+    non-zero row of `network.win` is one of the coupling's table rows (`AbstractCoupling.folds_input`),
+    so Win x is computed for those rows only, for a whole record block in one product
+    (`AbstractCoupling.row_drive`), and each step adds its row where the coupling writes the table
+    rows, instead of a dense (n, n_in) product per step (the small-world reservoir's inputs reach
+    only ring heads). The block product may round differently from the per-step one in the last
+    bit (both agree with the NumPy reference; a batch still equals its single runs bit for bit).
+    """
+
+    probe_row: int | None = None
+    fold_inputs: bool = False
+
+    @classmethod
+    def plan(cls, model, inputs) -> SignPacked:
+        """The plan for this model, from concrete values (traced ones give the general plan)."""
+        net = model.network
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves((net.coupling, net.rings, net.win))):
+            return cls()
+        layout = net.coupling.layout
+        probes = np.asarray(net.rings.probes)
+        probe_row = None
+        width = int(np.prod(layout[1:]))  # neurons per layout row
+        if len(layout) > 1 and probes.size == width:
+            p = int(probes[0]) // width
+            if np.array_equal(probes, p * width + np.arange(width)):
+                probe_row = p
+        fold = inputs is not None and net.win is not None and net.coupling.folds_input(np.asarray(net.win))
+        return cls(probe_row=probe_row, fold_inputs=bool(fold))
+
 
 class _SignPackedCarry:
     """The loop carries one array w = v where o = 1 and -v where o = 0 (-0.0 for v = 0), in the
@@ -205,8 +247,9 @@ class _SignPackedCarry:
     (benchmarks/bench_lattice.py measures the gain).
     """
 
-    def __init__(self, layout):
+    def __init__(self, layout, probe_row=None):
         self.layout = tuple(layout)
+        self.probe_row = probe_row
 
     def encode(self, state):
         w = jnp.where(state.o == 0, -jnp.abs(state.v), jnp.abs(state.v))
@@ -223,13 +266,24 @@ class _SignPackedCarry:
         w = self._flat(w)[..., index]
         return jnp.where(jnp.signbit(w), jnp.zeros((), w.dtype), jnp.ones((), w.dtype))
 
+    def probe_flags(self, w, probes):
+        """(o >= 0.5, o < 0.5) of the probes: o = 0 exactly where the sign bit is set. A static
+        slice of the layout with a `probe_row`, else a gather."""
+        if self.probe_row is None:
+            s = jnp.signbit(self._flat(w)[..., probes])
+        else:
+            row = jax.lax.index_in_dim(w, self.probe_row, axis=w.ndim - len(self.layout), keepdims=False)
+            s = jnp.signbit(row.reshape(row.shape[: w.ndim - len(self.layout)] + (-1,)))
+        return ~s, s
+
 
 def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, unroll, checkpoint, segment,
-                  carry=_PlainCarry):
+                  carry=_PlainCarry, prepare=None):
     """Run `step(state, x) -> (state, ok)` n_steps times in record blocks; the loop of `MapScan`.
 
     `carry` says how the state is held inside the inner loop (`_PlainCarry` or `_SignPackedCarry`);
-    records, phases and status always see the decoded `State`.
+    records, phases and status always see the decoded `State`. `prepare`, if given, maps a block's
+    inputs (every, n_in) to what the step receives (e.g. the block's input drive in one product).
     """
     every = record.every
     n_blocks = n_steps // every
@@ -240,14 +294,23 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
     xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
 
     def inner(c, x):
+        # k (the step count) rides in the loop only for the tracker's fire times: without phases it
+        # would be one more tiny kernel per step (the block adds `every` instead).
         w, trk, ok, k = c
         w_new, ok_step = step(w, x)
         if record.phases:
             # A fall of a probe between the state before and after step k is a fire at t_{k+1}
-            # (`PhaseTracker.update` semantics). The tracker rides in one packed buffer.
-            fell = (carry.outputs(w, probes) >= 0.5) & (carry.outputs(w_new, probes) < 0.5)
-            trk = PhaseTracker.register_packed(trk, fell, t0 + (k + 1).astype(dtype) * dt)
-        return (w_new, trk, ok & ok_step, k + 1), None
+            # (`PhaseTracker.update` semantics). The tracker rides as (last, prev, count, resting):
+            # `resting` (o >= 0.5 before the step) is carried so that the step's input state is
+            # not read again after the step (XLA would copy it to update it in place), and every
+            # array updates elementwise in place.
+            last, prev, count, resting = trk
+            resting_new, firing_new = carry.probe_flags(w_new, probes)
+            fell = resting & firing_new
+            t = t0 + (k + 1).astype(dtype) * dt
+            trk = (jnp.where(fell, t, last), jnp.where(fell, last, prev), count + fell.astype(count.dtype), resting_new)
+            k = k + 1
+        return (w_new, trk, ok & ok_step, k), None
 
     def block(c_outer, x):
         state, tracker, ok, k, finite = c_outer
@@ -256,12 +319,15 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
         if record.phases:
             # No-op unless the caller's tracker has not seen state0 (its o_prev differs).
             tracker = tracker.update(carry.outputs(w, probes), t0 + k.astype(dtype) * dt)
-            trk = tracker.packed()
-        (w, trk, ok, k), _ = jax.lax.scan(inner, (w, trk, ok, k), x, length=every, unroll=unroll)
+            trk = (tracker.last, tracker.prev, tracker.count, tracker.o_prev >= 0.5)
+        if prepare is not None:
+            x = prepare(x)
+        (w, trk, ok, k_end), _ = jax.lax.scan(inner, (w, trk, ok, k), x, length=every, unroll=unroll)
+        k = k_end if record.phases else k + every
         state = carry.decode(w)
         t = t0 + k.astype(dtype) * dt
         if record.phases:
-            tracker = PhaseTracker.from_packed(trk, carry.outputs(w, probes))
+            tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2])
         finite = finite & _finite(state)  # sticky: a transient NaN/inf still marks the member
         return (state, tracker, ok, k, finite), _records(record, net, t, state, tracker)
 
@@ -282,12 +348,18 @@ class MapScan(AbstractMethod):
     `segment` blocks, so the backward pass holds about n_blocks / segment + segment carries plus one
     block's internals (`every` steps), instead of every step's internals. It costs about one extra
     forward pass.
+
+    `pack`: carry (v, o) as one sign-packed array in the coupling's layout (`_SignPackedCarry`; exact,
+    and faster where the coupling is shifts); "auto" uses it when it is exact (`_sign_packable`).
+    `plan`: how the packed carry runs (`SignPacked`); `resolve` (re)plans it from concrete values,
+    None runs the general plan.
     """
 
     unroll: int = eqx.field(static=True, default=1)
     checkpoint: bool = eqx.field(static=True, default=False)
     segment: int = eqx.field(static=True, default=1000)
     pack: bool | str = eqx.field(static=True, default="auto")
+    plan: SignPacked | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         check_int("method.unroll", self.unroll, minimum=1)
@@ -295,9 +367,10 @@ class MapScan(AbstractMethod):
         check_choice("method.pack", self.pack, ("auto", True, False))
 
     def resolve(self, model, state0, inputs) -> MapScan:
-        if self.pack != "auto":
-            return self
-        return dataclasses.replace(self, pack=_sign_packable(model, state0, inputs))
+        pack = _sign_packable(model, state0, inputs) if self.pack == "auto" else self.pack
+        # Always re-planned: a plan made for another network or input could misread this one.
+        plan = SignPacked.plan(model, inputs) if pack is True and isinstance(model, DiscreteMap) else None
+        return dataclasses.replace(self, pack=pack, plan=plan)
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if not isinstance(model, AbstractSteppedModel):
@@ -305,13 +378,19 @@ class MapScan(AbstractMethod):
                                 f"MapScan steps DiscreteMap/HardTrigger, not {type(model).__name__}")
         net = model.network
         # "auto" left unresolved (run called directly, e.g. under a caller's jit): the plain carry.
+        prepare = None
         if self.pack is True:
-            carry, step = _SignPackedCarry(net.coupling.layout), model.make_sign_packed_step()
+            plan = self.plan or SignPacked()
+            carry = _SignPackedCarry(net.coupling.layout, plan.probe_row)
+            fold = plan.fold_inputs and inputs is not None
+            step = model.make_sign_packed_step(fold_inputs=fold)
+            if fold:
+                prepare = lambda xb: net.coupling.row_drive(net.win, xb)  # noqa: E731
         else:
             carry, step = _PlainCarry, model.make_step()
         t, recs, status, state, tracker = _scan_records(
             net, step, model.dt, state0, inputs, tracker0, t0, n_steps, record,
-            self.unroll, self.checkpoint, self.segment, carry,
+            self.unroll, self.checkpoint, self.segment, carry, prepare,
         )
         return _solution(t, recs, status, state, tracker, {}, record)
 
@@ -349,9 +428,11 @@ def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
     n = model.network.n_neurons
     lead = state0.v.shape[:-1]
     if state0.v.shape[-1:] != (n,) or state0.o.shape != state0.v.shape:
-        raise DiffringError("init", f"v {state0.v.shape}, o {state0.o.shape}", f"expected matching shapes ending in ({n},)")
+        raise DiffringError("init", f"v {state0.v.shape}, o {state0.o.shape}",
+                            f"expected matching shapes ending in ({n},)")
     if len(lead) != (1 if batched else 0):
-        raise DiffringError("init", f"shape {state0.v.shape}", "expected (batch, n) for simulate_batch, (n,) for simulate")
+        raise DiffringError("init", f"shape {state0.v.shape}",
+                            "expected (batch, n) for simulate_batch, (n,) for simulate")
     if not isinstance(record.which, str) and not all(0 <= i < n for i in record.which):
         raise DiffringError("record.which", list(record.which), f"expected neuron indices in [0, {n})")
     if inputs is not None:
@@ -380,7 +461,7 @@ def simulate(
     *,
     n_steps: int | None = None,
     t1: float | None = None,
-    record: Record = Record(),
+    record: Record = Record(),  # noqa: B008 (an immutable module)
     inputs: Float[Array, "n_steps n_in"] | None = None,
     method: AbstractMethod | None = None,
     t0: float = 0.0,
@@ -416,7 +497,7 @@ def simulate_batch(
     *,
     n_steps: int | None = None,
     t1: float | None = None,
-    record: Record = Record(),
+    record: Record = Record(),  # noqa: B008 (an immutable module)
     inputs=None,
     method: AbstractMethod | None = None,
     model_axes=None,
@@ -438,7 +519,8 @@ def simulate_batch(
     if inputs is not None:
         inputs = jnp.asarray(inputs)
         if inputs.ndim == 3 and inputs.shape[0] != B:
-            raise DiffringError("input", f"shape {inputs.shape}", f"expected (batch = {B}, n_steps, n_in) or (n_steps, n_in)")
+            raise DiffringError("input", f"shape {inputs.shape}",
+                                f"expected (batch = {B}, n_steps, n_in) or (n_steps, n_in)")
         _check_run(model, jax.tree.map(lambda a: a[0], state0), inputs[0] if inputs.ndim == 3 else inputs,
                    n_steps, None, record)
     method = (model.default_method if method is None else method).resolve(model, state0, inputs)
