@@ -792,7 +792,11 @@ def lattice_observables(
             return out
         # One pass: cos/sin of the phases, the bonds and the walls are computed once and shared by
         # the local order, the correlations and the domains (the cost is mostly these, not the FFTs).
-        th, ok, kg = as_grid(phase, grid), as_grid(valid, grid), as_grid(k, grid)
+        # In a run the phases are a cheap expression of the tracker (not a buffer), which XLA would
+        # re-evaluate inside every fusion that reads them: materialise them once (R above stays on
+        # `phase` itself, the same expression as the record's R(t), so the two are computed once).
+        phase_m, valid_m = _materialised(lambda: (phase, valid), valid)
+        th, ok, kg = as_grid(phase_m, grid), as_grid(valid_m, grid), as_grid(k, grid)
         nd = len(grid)
         lead_nd = th.ndim - nd
 
