@@ -8,6 +8,7 @@ from ._adaptive import (
     AbstractTableau as AbstractTableau,
     AdaptiveRK as AdaptiveRK,
     DormandPrince54 as DormandPrince54,
+    DormandPrince87 as DormandPrince87,
     Tsitouras54 as Tsitouras54,
 )
 from ._builders import (
