@@ -40,7 +40,6 @@ from _common import Report, fmt_s, parser, table, verdict  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import diffring as dr  # noqa: E402
-from diffring._adaptive import DormandPrince87  # noqa: E402
 
 N_REC = 10  # records after the initial state
 
@@ -88,7 +87,7 @@ def interp_time(err, errs, times):
 ARK_TABLEAUS = {
     "DormandPrince54": dr.DormandPrince54(),
     "Tsitouras54": dr.Tsitouras54(),
-    "DormandPrince87": DormandPrince87(),
+    "DormandPrince87": dr.DormandPrince87(),
 }
 DIFFRAX_SOLVERS = {"Tsit5": diffrax.Tsit5(), "Dopri5": diffrax.Dopri5(), "Dopri8": diffrax.Dopri8()}
 
