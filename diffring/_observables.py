@@ -186,11 +186,15 @@ def pulse_count(o: Float[Array, "*b n"], rings: Rings) -> Int[Array, "*b rings"]
     """
     members, prev, inside = _ring_tables(rings)
     low = o[..., members] < 0.5
-    low_prev = o[..., prev] < 0.5
-    inside = jnp.broadcast_to(inside, low.shape)
-    starts = low & ~low_prev & inside
-    k = jnp.sum(starts, axis=-1, dtype=jnp.int32)
-    all_low = jnp.all(low | ~inside, axis=-1)
+    return _count_runs(low, o[..., prev] < 0.5, jnp.broadcast_to(inside, low.shape), axis=-1)
+
+
+def _count_runs(low, low_prev, inside, axis):
+    """Runs of `low` along the ring `axis` (starts: low where the predecessor is not), counting a
+    ring that is low everywhere (inside) as one run; `inside` None means every position is."""
+    starts = low & ~low_prev if inside is None else low & ~low_prev & inside
+    k = jnp.sum(starts, axis=axis, dtype=jnp.int32)
+    all_low = jnp.all(low if inside is None else low | ~inside, axis=axis)
     return jnp.where(all_low, 1, k).astype(jnp.int32)
 
 
@@ -211,9 +215,7 @@ def _pulse_counter(rings: Rings) -> Callable:
             low = low.reshape(o.shape[:-1] + (width, n_rings))
         else:
             low = low.at[..., table].get(mode="promise_in_bounds")  # (..., width, n_rings); in range
-        starts = low & ~jnp.roll(low, 1, axis=-2)
-        k = jnp.sum(starts, axis=-2, dtype=jnp.int32)
-        return jnp.where(jnp.all(low, axis=-2), 1, k).astype(jnp.int32)
+        return _count_runs(low, jnp.roll(low, 1, axis=-2), None, axis=-2)
 
     return count
 

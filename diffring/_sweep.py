@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -468,8 +467,9 @@ def _write_zarr(out: str, sweep: Sweep, results: Mapping[str, Mapping]) -> None:
     present = [name for name in series if any(name in z for z in results.values())]
     final = {f"{name}_final": _last_valid(series[name]) for name in present}
 
-    tmp = tempfile.mkdtemp(prefix=".results.zarr.tmp-", dir=out)
-    try:
+    from ._run import atomic_out_dir
+
+    with atomic_out_dir(os.path.join(out, "results.zarr"), overwrite=True) as tmp:
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         for key, vals in zip(sweep.keys, sweep.values, strict=True):
             c = _coord(vals)
@@ -496,13 +496,6 @@ def _write_zarr(out: str, sweep: Sweep, results: Mapping[str, Mapping]) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # consolidated metadata is not in the v3 spec yet; xarray reads it
             zarr.consolidate_metadata(tmp)
-        final_path = os.path.join(out, "results.zarr")
-        if os.path.isdir(final_path):
-            shutil.rmtree(final_path)
-        os.rename(tmp, final_path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _last_valid(a: np.ndarray) -> np.ndarray:
