@@ -26,7 +26,8 @@ from bench_smooth import networks, numpy_field  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import diffring as dr  # noqa: E402
-from diffring._adaptive import DormandPrince87, _materialised  # noqa: E402
+from diffring._adaptive import DormandPrince87  # noqa: E402
+from diffring._fusion import materialised_cond  # noqa: E402
 from diffring._odesolve import _explicit_rk, _hoist_thresholds, _rk_step  # noqa: E402
 
 LOOP = 1000  # iterations per timed call
@@ -65,7 +66,7 @@ def fixed_steps(f, tab, materialise):
     `AdaptiveRK`'s materialising conditional (its predicate h > 0 must be a runtime value: h is an argument)."""
 
     def run(y, h):
-        g = (lambda z: _materialised(f(z), h)) if materialise else f
+        g = (lambda z: materialised_cond(f(z), h)) if materialise else f
         return jax.lax.fori_loop(0, LOOP, lambda i, y: _rk_step(g, tab, h, y), y)
 
     return jax.jit(run)
@@ -104,7 +105,7 @@ def main():
             return hm.vector_field(zero, y, None)
 
         coupling = looped(lambda y, net=net: 0.5 * y + 1e-3 * net.coupling(y))
-        print(f"| {label} | W o alone | {us(cpu_per_call(coupling, x))} us | - | - | - |")
+        print(f"| {label} | W o alone | {us(cpu_per_call(coupling, jnp.linspace(-1.0, 1.0, net.n_neurons)))} us | - | - | - |")
         euler = looped(lambda y, f=f: jax.tree.map(lambda a, b: a + 1e-4 * b, y, f(y)))
         ar, cc = arithmetic(euler, s0)
         print(f"| {label} | one field evaluation (Euler step) | {us(cpu_per_call(euler, s0))} us | 1 | {ar} | {cc} |")

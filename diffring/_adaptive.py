@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from diffrax import Dopri8 as _DiffraxDopri8, Tsit5 as _DiffraxTsit5
 
 from ._errors import DiffringError, check_float, check_int
+from ._fusion import materialised_cond
 from ._odesolve import _hoist_thresholds
 from ._simulate import (
     STATUS_NONFINITE,
@@ -122,24 +123,6 @@ def _rms(tree, scale):
     return jnp.sqrt(sum(jnp.sum(leaf * leaf) for leaf in leaves) / size)
 
 
-def _materialised(k, h):
-    """`k` itself, computed once into a buffer: XLA does not fuse across a conditional's boundary.
-
-    Without it, XLA CPU fuses the cheap stage combinations y + h sum_j a_ij k_j (and the v derivative)
-    into every consumer and recomputes them there, which grows with the square of the stage count: a
-    written-out Dormand-Prince 8(7) step emits 4-5x the arithmetic it needs and costs 330-355 instead
-    of 49-59 us on a 1,000-neuron lattice (benchmarks/smooth_step_cost.py). `lax.optimization_barrier` does
-    not stop it. Used for the 8(7) pair only: on the 5(4) pairs the buffer copies cost what the
-    recomputation saves (measured within +-10 %). The predicate h > 0 is a runtime value, so XLA cannot
-    fold the conditional; it holds for every step taken, and for h = 0 the zeros give the same step
-    (y + 0 k). Under `vmap` (batched h) it becomes a select, the barrier is gone and XLA fuses (and
-    rounds) differently: a batch then equals its single runs only to rounding, amplified by the
-    adaptive step sequence (measured with the barrier on the 5(4) pair in tests/test_adaptive.py's batch
-    test: up to 2e-3), not bit for bit.
-    """
-    return jax.lax.cond(h > 0, lambda a: a, lambda a: jax.tree.map(jnp.zeros_like, a), k)
-
-
 def _is_number(x):
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -149,7 +132,7 @@ class AdaptiveRK(AbstractMethod):
 
     `tableau`: `DormandPrince54()` (default, SciPy's RK45 pair), `Tsitouras54()` or the 8(7) pair
     `DormandPrince87()` (13 evaluations per step, fewer steps at tight tolerances; its batches equal
-    their single runs only to rounding, see `_materialised`). Error control as
+    their single runs only to rounding, see `materialised_cond`). Error control as
     in SciPy/diffrax: a step is accepted when the RMS over all of (v, o) of err / (atol + rtol
     max(|y0|, |y1|)) is <= 1; the next step is h * clip(safety e^(-(icoeff + pcoeff)/q)
     e_prev^(pcoeff/q), factor_min, factor_max) with q = the tableau's error order (pcoeff = 0,
@@ -232,7 +215,7 @@ class AdaptiveRK(AbstractMethod):
 
         def fk(y, x, h):
             k = f(y, x)
-            return _materialised(k, h) if len(tab.c) > 7 else k
+            return materialised_cond(k, h) if len(tab.c) > 7 else k
 
         def scale(y0, y1):
             return jax.tree.map(lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y0, y1)

@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import DiffringError, check_choice, check_float, check_int
+from ._fusion import materialised_loop
 from ._network import Network, Rings
 from ._phases import PhaseTracker, order_parameter
 
@@ -733,16 +734,6 @@ def fire_counts(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Int[Ar
 # --- the on-the-fly / post-hoc bundle ----------------------------------------------------------------
 
 
-def _materialised(f, ok):
-    """f() computed once into buffers. XLA on CPU otherwise recomputes a cheap-looking producer
-    (here cos/sin of 4096 phases) inside every fusion that reads it; a loop whose trip count it
-    cannot prove (one iteration: a boolean is never negative) is a boundary it does not fuse across."""
-    out = jax.eval_shape(f)
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
-    once = jnp.asarray(1, jnp.int32) + jnp.minimum(ok.reshape(-1)[0].astype(jnp.int32), 0)  # == 1 at run time
-    return jax.lax.fori_loop(0, once, lambda i, _: f(), zeros)
-
-
 def is_periodic(network: Network) -> bool:
     """Whether a builder made the network's grid periodic (from `network.kind`)."""
     return network.kind.endswith("-periodic")
@@ -797,7 +788,7 @@ def lattice_observables(
         # In a run the phases are a cheap expression of the tracker (not a buffer), which XLA would
         # re-evaluate inside every fusion that reads them: materialise them once (R above stays on
         # `phase` itself, the same expression as the record's R(t), so the two are computed once).
-        phase_m, valid_m = _materialised(lambda: (phase, valid), valid)
+        phase_m, valid_m = materialised_loop(lambda: (phase, valid), valid)
         th, ok, kg = as_grid(phase_m, grid), as_grid(valid_m, grid), as_grid(k, grid)
         nd = len(grid)
         lead_nd = th.ndim - nd
@@ -807,7 +798,7 @@ def lattice_observables(
             sin, cos = _sincos(th)
             return w, w * cos, w * sin
 
-        w, wc, ws = _materialised(weighted_unit, ok)
+        w, wc, ws = materialised_loop(weighted_unit, ok)
         z = jax.lax.complex(wc, ws)
         spatial = tuple(range(lead_nd, th.ndim))
         rl = _local_order(w, wc, ws, lead_nd, grid, radius, periodic)
