@@ -105,7 +105,8 @@ def main():
             return hm.vector_field(zero, y, None)
 
         coupling = looped(lambda y, net=net: 0.5 * y + 1e-3 * net.coupling(y))
-        print(f"| {label} | W o alone | {us(cpu_per_call(coupling, jnp.linspace(-1.0, 1.0, net.n_neurons)))} us | - | - | - |")
+        o_test = jnp.linspace(-1.0, 1.0, net.n_neurons)
+        print(f"| {label} | W o alone | {us(cpu_per_call(coupling, o_test))} us | - | - | - |")
         euler = looped(lambda y, f=f: jax.tree.map(lambda a, b: a + 1e-4 * b, y, f(y)))
         ar, cc = arithmetic(euler, s0)
         print(f"| {label} | one field evaluation (Euler step) | {us(cpu_per_call(euler, s0))} us | 1 | {ar} | {cc} |")
