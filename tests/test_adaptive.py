@@ -176,9 +176,14 @@ def test_recording_controls_match_the_full_record_and_odesolve_phases():
     np.testing.assert_allclose(np.asarray(part.R), np.asarray(ode.R), atol=1e-6)
 
 
-@pytest.mark.parametrize("with_inputs", [False, True], ids=["no-input", "input"])
-def test_batch_equals_single_runs_bit_for_bit(with_inputs):
-    net = dr.small_world(6, (3, 5), eps=0.1, p=0.2, n_in=2, seed=0) if with_inputs else dr.lattice([3, 3], 5, eps=0.1)
+@pytest.mark.parametrize("case", ["lattice", "small-world", "small-world-input"])
+def test_batch_equals_single_runs_bit_for_bit(case):
+    # Without inputs the state is packed as one (2, n) array, with inputs it is not: both must hold.
+    with_inputs = case.endswith("input")
+    if case.startswith("small-world"):
+        net = dr.small_world(6, (3, 5), eps=0.1, p=0.2, n_in=2, seed=0)
+    else:
+        net = dr.lattice([3, 3], 5, eps=0.1)
     model = dr.SmoothRelaxation(net, 0.05)
     states = jax.vmap(lambda k: dr.init.uniform(net, k))(jax.random.split(jax.random.key(5), 3))
     n_steps = 40
@@ -222,6 +227,28 @@ def test_float32_run_matches_float64():
     assert int(s32.status) == 0 and s32.v.dtype == jnp.float32 and s32.t.dtype == jnp.float32
     assert np.max(np.abs(np.asarray(s32.v, np.float64) - np.asarray(s64.v))) < 1e-3
     assert np.max(np.abs(np.asarray(s32.o, np.float64) - np.asarray(s64.o))) < 1e-2
+
+
+@pytest.mark.parametrize("name", ["dopri5", "dopri8"])
+def test_float32_error_is_tolerance_plus_rounding_on_a_linear_ode(name):
+    # The frozen model (exact solution known) solved in float32: the error must stay within what the
+    # tolerance allows (as in float64 above) plus float32 rounding, at most about one unit of
+    # eps32 (relative, on O(1) values) per step and stage sum; and the solve must not do better
+    # than float32 can (the error is float32-sized at tight tolerance, not float64-sized).
+    net = dr.rings([3, 4], tau=np.array([0.5, 0.7, 1.0, 1.3, 0.4, 2.0, 0.9]), dtype="float32")
+    model = dr.SmoothRelaxation(net, 2.0, eps_o=1e30)
+    s0 = dr.State(jnp.linspace(0.1, 0.9, 7, dtype=jnp.float32), jnp.array([1, 0, 1, 1, 0, 1, 1], jnp.float32))
+    eps32 = float(np.finfo(np.float32).eps)
+    s64 = dr.State(np.asarray(s0.v, np.float64), np.asarray(s0.o, np.float64))
+    exact = frozen_exact(frozen_model(2.0), s64, np.array([2.0]))[0]
+    for tol in (1e-3, 1e-4, 1e-5):
+        method = dr.AdaptiveRK(TABLEAUS[name], rtol=jnp.asarray(tol, jnp.float32), atol=jnp.asarray(tol, jnp.float32))
+        sol = dr.simulate(model, s0, n_steps=1, record=dr.Record(fields=("v",), phases=False), method=method)
+        assert int(sol.status) == 0 and sol.v.dtype == jnp.float32
+        steps = int(sol.stats["num_steps"])
+        err = np.max(np.abs(np.asarray(sol.v[-1], np.float64) - exact))
+        assert err <= 10 * tol + 4 * steps * eps32, (tol, steps, err)
+    assert err > 1e-9  # float32 results, not float64 ones in disguise
 
 
 def test_bad_arguments_and_gradients_raise():
