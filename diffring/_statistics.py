@@ -87,8 +87,9 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
 
     Plateau check: the seed-mean over the last window is compared with the window before it (same
     length): `drift` = (last - previous) / |last|, with `drift_sem` its standard error from the
-    per-seed differences; `plateau` is |drift| <= tol. Returns mean, sem (over seeds), per_seed,
-    prev_mean, drift, drift_sem, plateau, window, prev_window.
+    per-seed differences; `plateau` is |drift| <= tol; `drift_significant` is |drift| > 2 drift_sem
+    (a drift the seeds resolve, however small). Returns mean, sem (over seeds), per_seed, prev_mean,
+    drift, drift_sem, plateau, drift_significant, window, prev_window.
     """
     t, y = np.asarray(t, float), np.atleast_2d(np.asarray(y, float))
     T = t.size
@@ -109,6 +110,7 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
         "drift": float(drift),
         "drift_sem": drift_sem,
         "plateau": bool(abs(drift) <= tol),
+        "drift_significant": bool(abs(drift) > 2 * drift_sem) if drift_sem > 0 else bool(drift != 0 and S > 1),
         "window": [float(t[T - n]), float(t[-1])],
         "prev_window": [float(t[max(0, T - 2 * n)]), float(t[T - n - 1])] if prev.size else None,
     }

@@ -99,6 +99,21 @@ def test_steady_state_drift_error_is_the_scatter_of_the_drift(rng):
     assert 0.8 < np.mean(errs) / np.std(drifts, ddof=1) < 1.25
 
 
+def test_drift_significance_flags_a_resolved_trend_and_rarely_noise(rng):
+    # |drift| > 2 drift_sem: on a flat signal a false alarm at about the two-sided t_7 rate (8.6 %),
+    # on a trend 10 standard errors above 0 always
+    t = np.linspace(0.0, 1000.0, 201)
+    flat = [
+        steady_state(t, 10.0 + rng.normal(0.0, 1.0, (8, 1)) + rng.normal(0.0, 0.5, (8, t.size)))["drift_significant"]
+        for _ in range(400)
+    ]
+    assert 0.04 < np.mean(flat) < 0.14
+    y = 10.0 + 0.005 * t + rng.normal(0.0, 0.5, (8, t.size))
+    s = steady_state(t, y)
+    assert s["drift"] > 10 * s["drift_sem"] and s["drift_significant"]
+    assert not steady_state(t, np.full((8, t.size), 3.0))["drift_significant"]
+
+
 def test_ratio_ci_error_matches_the_delta_method(rng):
     a, b = rng.normal(6.0, 1.0, 40), rng.normal(3.0, 0.5, 40)
     r = ratio_ci(a, b, n_boot=4000, seed=1)
@@ -147,6 +162,16 @@ def test_e4_answer_on_synthetic_data_with_a_known_factor(rng):
     assert q["ratio"] == pytest.approx(Lsys / np.mean(s0["per_seed"]), rel=1e-12)
     assert abs(np.mean(s0["per_seed"]) - xi_s0.mean()) < 0.01
     assert by["S1 N=8 s=1 sum"]["xi_capped"] and not by["S0 N=8 eps=0.2"]["xi_capped"]
+    # domain structure: the shared scheme is one domain in every seed; S0 has n / 5 domains per seed, the
+    # largest of 20 rings, so the other n / 5 - 1 share n - 20 rings
+    n = int(np.prod(cfg["network"]["shape"]))
+    s1, s0r = by["S1 N=8 s=1 sum"], by["S0 N=8 eps=0.2"]
+    assert (s1["seeds_xi_L"], s1["seeds_one_domain"], s1["largest_frac"]) == (S, S, 1.0)
+    assert (s0r["seeds_xi_L"], s0r["seeds_one_domain"]) == (0, 0)
+    assert s0r["domains"] == pytest.approx(n / 5.0, rel=1e-12)
+    assert s0r["island_size"] == pytest.approx((n - 20.0) / (n / 5.0 - 1.0), rel=1e-12)
+    assert not s1["xi_cross"]["drift_significant"] and not s1["mean_domain_size"]["drift_significant"]
+    assert s1["t_one_domain"] == [0.0] * S and s0r["t_one_domain"] == [None] * S
     meta = {
         "command": "test",
         "created": "now",
