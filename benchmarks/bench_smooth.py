@@ -14,6 +14,11 @@ SciPy DOP853 at 1e-11) at 11 equally spaced times, over (v, o) (the acceptance m
 only. At each SciPy RK45 point every diffring curve's time is interpolated (log-log) to SciPy's
 error and the fastest diffring solver is compared with SciPy. Target (issue 2): >= 20x.
 `--pinned` also times `AdaptiveRK` in a subprocess pinned to one core.
+
+Float32: `AdaptiveRK` is also run on float32 copies of the networks (the same initial state, rounded),
+with its errors measured against the same float64 reference. These are separate curves and a
+separate matched-accuracy table, next to the float64 ones: a float32 solve counts only at accuracy
+levels it actually reaches (its error floor is float32 rounding amplified by the switches).
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ ARK_TABLEAUS = {
     "Tsitouras54": dr.Tsitouras54(),
     "DormandPrince87": dr.DormandPrince87(),
 }
+ARK_TABLEAUS_32 = {"DormandPrince54": dr.DormandPrince54(), "Tsitouras54": dr.Tsitouras54()}
 DIFFRAX_SOLVERS = {"Tsit5": diffrax.Tsit5(), "Dopri5": diffrax.Dopri5(), "Dopri8": diffrax.Dopri8()}
 
 
@@ -118,7 +124,8 @@ def _time_curve(solve, rtols, repeats, y_ref, n, every):
         if int(sol.status) != 0:
             rows.append([f"{rtol:.0e}", "-", "-", f"failed (status {int(sol.status)})", "-", "-", "-"])
             continue
-        err, err_v = _errors(np.concatenate([np.asarray(sol.v), np.asarray(sol.o)], axis=1), y_ref, n)
+        y = np.concatenate([np.asarray(sol.v), np.asarray(sol.o)], axis=1).astype(np.float64)
+        err, err_v = _errors(y, y_ref, n)
         steps = int(sol.stats["num_steps"])
         errs.append(err)
         errs_v.append(err_v)
@@ -138,17 +145,27 @@ def _setup(net, T):
     return model, s0, n_steps, every, rec
 
 
-def bench_ark(net, T, rtols, repeats, y_ref):
-    """AdaptiveRK on `net` over [0, T] for each tableau and rtol (= atol): {name: curve}."""
+def bench_ark(net, T, rtols, repeats, y_ref, net32=None, tableaus=ARK_TABLEAUS):
+    """AdaptiveRK on `net` over [0, T] for each tableau and rtol (= atol): {name: curve}.
+
+    With `net32` (a float32 copy of `net`), the solve is in float32 from `net`'s initial state rounded
+    to float32 (curve names end in ", float32")."""
     model, s0, n_steps, every, rec = _setup(net, T)
+    suffix = ""
+    if net32 is not None:
+        model = dr.SmoothRelaxation(net32)
+        s0 = dr.State(s0.v.astype(jnp.float32), s0.o.astype(jnp.float32))
+        suffix = ", float32"
+    dtype = model.network.dtype
     out = {}
-    for tname, tab in ARK_TABLEAUS.items():
+    for tname, tab in tableaus.items():
 
         def solve(rtol, k=n_steps, tab=tab):
-            method = dr.AdaptiveRK(tab, rtol=jnp.asarray(rtol), atol=jnp.asarray(rtol))
+            method = dr.AdaptiveRK(tab, rtol=jnp.asarray(rtol, dtype), atol=jnp.asarray(rtol, dtype))
             return dr.simulate(model, s0, n_steps=k, record=rec, method=method)
 
-        out[f"AdaptiveRK({tname})"] = _time_curve(solve, rtols[tname], repeats, y_ref, net.n_neurons, every)
+        out[f"AdaptiveRK({tname}){suffix}"] = _time_curve(solve, rtols[tname + suffix], repeats, y_ref,
+                                                        net.n_neurons, every)
     return out
 
 
@@ -214,7 +231,7 @@ def _matched(curves, base, key):
     return rows, best
 
 
-def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeats, quick, pinned):
+def bench_network(rep, label, net, net32, net_index, T, rtols, s_rtols, x_rtols, repeats, quick, pinned):
     model, s0, n_steps, every, rec = _setup(net, T)
     n = net.n_neurons
     max_steps = 200 * n_steps
@@ -244,6 +261,7 @@ def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeat
     for sname, solver in DIFFRAX_SOLVERS.items():
         curves[f"ODESolve({sname})"] = _time_curve(diffrax_solve(solver), rtols[sname], repeats, y_ref, n, every)
     curves.update(bench_ark(net, T, rtols, repeats, y_ref))
+    curves32 = bench_ark(net, T, rtols, repeats, y_ref, net32=net32, tableaus=ARK_TABLEAUS_32)
     if pinned:
         for name, c in ark_pinned(net_index, quick, T, rtols, repeats, y_ref).items():
             curves[f"{name}, 1 core"] = c
@@ -263,7 +281,7 @@ def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeat
     )
     rep.add()
     header = ["rtol", "error (v, o)", "error (v)", "run", "CPU", "steps", "CPU per step"]
-    for name, c in curves.items():
+    for name, c in list(curves.items()) + list(curves32.items()):
         rep.add(f"diffring.simulate + {name}, rtol = atol; compile {fmt_s(c['compile_s'])} (once: the tolerances "
                 f"are traced); median of {repeats}:")
         rep.add()
@@ -280,6 +298,9 @@ def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeat
     for key, what in (("errs", "error over (v, o), the acceptance metric"), ("errs_v", "error over v only")):
         rows, best = _matched(curves, base, key)
         results[key] = best
+        rows32, best32 = _matched(curves32, base, key)
+        results[key + "32"] = best32
+        results[key + "any"] = _matched({**curves, **curves32}, base, key)[1]
         rep.add(
             f"Matched accuracy, {what}: at each SciPy RK45 point with error <= {MATCH_MAX_ERR:g}, every diffring "
             "curve's time is interpolated (log-log) to that error; the fastest is the best diffring solver at that "
@@ -288,6 +309,11 @@ def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeat
         )
         rep.add()
         rep.add(table(["error", "SciPy RK45", "best diffring", "time", "speed-up", "CPU ratio", "all diffring"], rows))
+        rep.add()
+        rep.add(f"The same in **float32** ({what}; `AdaptiveRK` on the float32 network, errors against the float64 "
+                "reference; a level is missing where no float32 run reached that error):")
+        rep.add()
+        rep.add(table(["error", "SciPy RK45", "best float32", "time", "speed-up", "CPU ratio", "all float32"], rows32))
         rep.add()
     for m, c in others.items():
         rows = []
@@ -300,16 +326,16 @@ def bench_network(rep, label, net, net_index, T, rtols, s_rtols, x_rtols, repeat
     return results
 
 
-def networks(quick):
+def networks(quick, dtype="float64"):
     side = 4 if quick else 10
     return [
         (
             f"S0 lattice {side} x {side} of 10-rings (fast path)",
-            dr.lattice([side, side], 10, scheme="S0", eps=0.05, boundary="periodic", dtype="float64"),
+            dr.lattice([side, side], 10, scheme="S0", eps=0.05, boundary="periodic", dtype=dtype),
         ),
         (
             f"small world, {side * side * 2} rings of 5",
-            dr.small_world(side * side * 2, (5, 5), eps=0.05, p=0.1, n_in=0, seed=0, dtype="float64"),
+            dr.small_world(side * side * 2, (5, 5), eps=0.05, p=0.1, n_in=0, seed=0, dtype=dtype),
         ),
     ]
 
@@ -335,8 +361,9 @@ def main():
     repeats = args.repeats or (2 if quick else 3)
     low = [1e-6, 1e-8] if quick else [1e-5, 1e-6, 1e-7, 1e-8, 1e-9]  # the 5(4) pairs
     high = [1e-6, 1e-8] if quick else [1e-6, 1e-7, 1e-8, 1e-9, 1e-10]  # the 8(7) pairs
+    f32 = [1e-4, 1e-6] if quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7]  # float32: down to its rounding
     rtols = {"Tsit5": low, "Dopri5": low, "Dopri8": high, "DormandPrince54": low, "Tsitouras54": low,
-             "DormandPrince87": high}
+             "DormandPrince87": high, "DormandPrince54, float32": f32, "Tsitouras54, float32": f32}
     s_rtols = [1e-6, 1e-8] if quick else [1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
     x_rtols = [1e-7] if quick else [1e-7, 1e-9]
     rep = Report("smooth", "Smooth model: adaptive diffrax vs scipy solve_ivp (RK45) at matched accuracy", args)
@@ -349,8 +376,8 @@ def main():
     )
     rep.add()
     summary = {}
-    for i, (label, net) in enumerate(networks(quick)):
-        res = bench_network(rep, label, net, i, T, rtols, s_rtols, x_rtols, repeats, quick, args.pinned)
+    for i, ((label, net), (_, net32)) in enumerate(zip(networks(quick), networks(quick, "float32"), strict=True)):
+        res = bench_network(rep, label, net, net32, i, T, rtols, s_rtols, x_rtols, repeats, quick, args.pinned)
         for key, r in res.items():
             stats = (min(r), float(np.median(r))) if r else (float("nan"), float("nan"))
             summary.setdefault(key, []).append((label.split(" (")[0], *stats))
@@ -363,6 +390,12 @@ def main():
     rep.add(
         "Summary (best diffring solver vs SciPy RK45 at matched accuracy, wall time; min/median over the matched "
         f"levels): error over (v, o): {line('errs')}; error over v only: {line('errs_v')}."
+    )
+    rep.add()
+    rep.add(
+        "Float32 (`AdaptiveRK` on float32 networks; only the levels a float32 run reaches; min/median): error over "
+        f"(v, o): {line('errs32')}; error over v only: {line('errs_v32')}. Best of float64 and float32 at each "
+        f"level, error over (v, o): {line('errsany')}."
     )
     rep.add()
     rep.add(
