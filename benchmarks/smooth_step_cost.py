@@ -94,7 +94,7 @@ def main():
     head = "| network | piece | CPU per step | evaluations | +, -, x per element | concatenates |"
     print(head)
     print("|---|---|---|---|---|---|")
-    for label, net in networks(quick):
+    for (label, net), (_, net32) in zip(networks(quick), networks(quick, "float32"), strict=True):
         label = label.split(" (")[0]
         model = dr.SmoothRelaxation(net)
         hm = _hoist_thresholds(model)
@@ -122,6 +122,7 @@ def main():
                       flush=True)
         pid = diffrax.PIDController(rtol=1e-7, atol=1e-7)
         for mname, method in (
+            ("AdaptiveRK(DormandPrince54)", dr.AdaptiveRK(dr.DormandPrince54(), rtol=1e-7, atol=1e-7)),
             ("AdaptiveRK(Tsitouras54)", dr.AdaptiveRK(dr.Tsitouras54(), rtol=1e-7, atol=1e-7)),
             ("AdaptiveRK(DormandPrince87)", dr.AdaptiveRK(DormandPrince87(), rtol=1e-7, atol=1e-7)),
             ("ODESolve(Tsit5) (diffrax)", dr.ODESolve(stepsize_controller=pid)),
@@ -132,6 +133,16 @@ def main():
             steps = int(run(s0).stats["num_steps"])
             cost = us(cpu_per_call(run, s0, repeats=3), steps)
             print(f"| {label} | adaptive step, {mname}, rtol 1e-7 | {cost} us | - | - | - |", flush=True)
+        # The same solve in float32 (network and initial state rounded; rtol 1e-5, about float32's floor here).
+        model32 = dr.SmoothRelaxation(net32)
+        s32 = dr.State(s0.v.astype(jnp.float32), s0.o.astype(jnp.float32))
+        method = dr.AdaptiveRK(dr.DormandPrince54(), rtol=1e-5, atol=1e-5)
+        run = jax.jit(lambda s, method=method, model=model32: dr.simulate(model, s, n_steps=N_STEPS, record=RECORD,
+                                                                           method=method))
+        steps = int(run(s32).stats["num_steps"])
+        cost = us(cpu_per_call(run, s32, repeats=3), steps)
+        print(f"| {label} | adaptive step, AdaptiveRK(DormandPrince54), float32, rtol 1e-5 | {cost} us | - | - | - |",
+              flush=True)
         fun = numpy_field(model)
         y0 = np.concatenate([np.asarray(s0.v), np.asarray(s0.o)])
         c0 = time.process_time()
