@@ -104,6 +104,11 @@ def _unit(theta, w):
     return jax.lax.complex(w * cos, w * sin)
 
 
+def _wrap_near(x, two_pi):
+    """remainder(x, 2 pi) for -2 pi < x < 4 pi: one add, bit for bit (fmod is exact there)."""
+    return jnp.where(x < 0, x + two_pi, jnp.where(x >= two_pi, x - two_pi, x))
+
+
 def _wrapped_abs(d):
     """|d| wrapped to [0, pi]: |remainder(d + pi, 2 pi) - pi|.
 
@@ -113,12 +118,7 @@ def _wrapped_abs(d):
     x = d + jnp.pi
     two_pi = jnp.asarray(2 * jnp.pi, d.dtype)
     near = (x > -two_pi) & (x < 2 * two_pi)
-    rem = jax.lax.cond(
-        jnp.all(near),
-        lambda x: jnp.where(x < 0, x + two_pi, jnp.where(x >= two_pi, x - two_pi, x)),
-        lambda x: jnp.remainder(x, two_pi),
-        x,
-    )
+    rem = jax.lax.cond(jnp.all(near), lambda x: _wrap_near(x, two_pi), lambda x: jnp.remainder(x, two_pi), x)
     return jnp.abs(rem - jnp.pi)
 
 
@@ -506,25 +506,40 @@ def correlation_length(
 
 
 def _bonds(theta, valid, k, threshold, ndim, periodic):
-    """(exists, wall) per bond r -> r + e_a, each of shape (*b, ndim, *grid)."""
+    """(exists, wall) per bond r -> r + e_a, each of shape (*b, ndim, *grid).
+
+    One conditional on the phases: all in [0, 2 pi) (the tracker's range while rings fire) makes
+    every wrapped difference one add (`_wrap_near`, bit for bit the remainder); otherwise fmod.
+    The conditional also hands the bonds over as buffers (XLA CPU would otherwise recompute the
+    rolls inside each consumer), which made them ~2x cheaper (measured on 128 x 128).
+    """
     lead, grid = _split(theta, ndim)
     ok = jnp.ones(theta.shape, bool) if valid is None else valid
-    exists, wall = [], []
-    for i, L in enumerate(grid):
-        ax = len(lead) + i
-        th2 = jnp.roll(theta, -1, axis=ax)
-        both = ok & jnp.roll(ok, -1, axis=ax)
-        if not periodic:
-            idx = jnp.arange(L).reshape((1,) * ax + (L,) + (1,) * (theta.ndim - ax - 1))
-            both = both & jnp.broadcast_to(idx < L - 1, theta.shape)
-        if periodic and L == 1:
-            both = jnp.zeros_like(both)  # a ring is not its own neighbour
-        w = _wrapped_abs(th2 - theta) > threshold
-        if k is not None:
-            w = w | (k != jnp.roll(k, -1, axis=ax))
-        exists.append(both)
-        wall.append(both & w)
-    return jnp.stack(exists, axis=len(lead)), jnp.stack(wall, axis=len(lead))
+    two_pi = jnp.asarray(2 * jnp.pi, theta.dtype)
+
+    def bonds(theta, ok, k, near):
+        exists, wall = [], []
+        for i, L in enumerate(grid):
+            ax = len(lead) + i
+            both = ok & jnp.roll(ok, -1, axis=ax)
+            if not periodic:
+                idx = jnp.arange(L).reshape((1,) * ax + (L,) + (1,) * (theta.ndim - ax - 1))
+                both = both & jnp.broadcast_to(idx < L - 1, theta.shape)
+            if periodic and L == 1:
+                both = jnp.zeros_like(both)  # a ring is not its own neighbour
+            x = jnp.roll(theta, -1, axis=ax) - theta + jnp.pi
+            rem = _wrap_near(x, two_pi) if near else jnp.remainder(x, two_pi)
+            w = jnp.abs(rem - jnp.pi) > threshold
+            if k is not None:
+                w = w | (k != jnp.roll(k, -1, axis=ax))
+            exists.append(both)
+            wall.append(both & w)
+        return jnp.stack(exists, axis=len(lead)), jnp.stack(wall, axis=len(lead))
+
+    in_range = jnp.all((theta >= 0) & (theta < two_pi))
+    return jax.lax.cond(
+        in_range, functools.partial(bonds, near=True), functools.partial(bonds, near=False), theta, ok, k
+    )
 
 
 @eqx.filter_jit
@@ -579,50 +594,78 @@ class Domains(eqx.Module):
 def _labels_one(connect, valid):
     """Connected-component labels on one grid; connect (ndim, *grid), valid (*grid).
 
-    Min-label propagation on the flat ring index with hooking and pointer jumping: each sweep
-    takes the smallest label among a ring and its connected neighbours (one gather from a static
-    neighbour table), hooks the ring's current label onto it (scatter-min, so whole trees merge at
-    once) and jumps once. Labels only decrease and stay inside their component; at the fixed point
-    every connected pair agrees, so each ring holds its component's smallest index. A few sweeps
-    (~log of the domain diameter) instead of one per lattice step.
+    Min-label propagation with hooking and pointer jumping on the flat (row-major) ring index.
+    Each sweep hooks every ring's current label onto the smallest label among the ring and its
+    connected neighbours (a scatter-min, so whole label trees merge at once) and jumps twice
+    (label = min(label, label[label])). Labels only decrease and stay inside their component; the
+    loop stops when no ring has a connected neighbour with a smaller label, which (labels start at
+    the ring's own index) leaves each ring holding its component's smallest index. About 5 sweeps
+    on 128 x 128 lattice states (~ log of the domain diameter), not one per lattice step.
+
+    Cheap on CPU: labels are int16 while the grid has fewer than 2^15 - 1 rings (half the bytes,
+    twice the SIMD width), and the loop carries them with a halo of one outer-axis slice at each
+    end, so every neighbour is a static slice (no gather, no concatenate inside the fused minimum;
+    inner axes wrap by a select). The neighbour minimum of the new labels is both the stopping
+    test and the next sweep's hook source, so the last sweep is only that minimum.
     """
     grid = valid.shape
     nd = len(grid)
     n = math.prod(grid)
-    idx = np.arange(n, dtype=np.int32).reshape(grid)
-    table = [np.roll(idx, -1, axis=a).reshape(-1) for a in range(nd)] + [
-        np.roll(idx, 1, axis=a).reshape(-1) for a in range(nd)
-    ]
-    conn = [connect[a].reshape(-1) for a in range(nd)] + [
-        jnp.roll(connect[a], 1, axis=a).reshape(-1) for a in range(nd)
-    ]
-    self_ = jnp.arange(n, dtype=jnp.int32)
-    nbr = jnp.stack([jnp.where(c, jnp.asarray(t), self_) for c, t in zip(conn, table, strict=True)], axis=-1)
+    dtype = jnp.int16 if n < 2**15 - 1 else jnp.int32
+    strides = [math.prod(grid[a + 1 :]) for a in range(nd)]
+    s0 = strides[0]
+    big = jnp.asarray(n, dtype)  # invalid rings; never a neighbour (no bond reaches them)
     vflat = valid.reshape(-1)
-    big = jnp.asarray(n, jnp.int32)
-    lab0 = jnp.where(vflat, self_, big)
+    coords = np.indices(grid).reshape(nd, -1)
+    terms = []  # (bond mask, offset, wrap mask, wrap offset): a neighbour at flat offset `offset`
+    for a in range(nd):
+        L, s = grid[a], strides[a]
+        fwd = connect[a].reshape(-1)
+        bwd = jnp.roll(connect[a], 1, axis=a).reshape(-1)  # the bond r - e_a -> r
+        if a == 0 or L == 1:  # the outer axis wraps through the halo
+            terms += [(fwd, s, None, 0), (bwd, -s, None, 0)]
+        else:  # only bonds that exist are read, so open grids need no special case
+            terms += [(fwd, s, jnp.asarray(coords[a] == L - 1), s - L * s)]
+            terms += [(bwd, -s, jnp.asarray(coords[a] == 0), L * s - s)]
 
-    # Every index is clamped into [0, n) first, so XLA's bounds handling can be skipped.
-    def get(a, i):
-        return a.at[i].get(mode="promise_in_bounds")
+    def at(ext, off):
+        return jax.lax.slice(ext, (s0 + off,), (s0 + off + n,))
 
-    def sweep(lab):
-        m = jnp.minimum(lab, jnp.min(get(lab, nbr), axis=-1))
-        # invalid rings carry m = big: a no-op
-        m = jnp.minimum(m, m.at[jnp.minimum(lab, n - 1)].min(m, mode="promise_in_bounds"))
-        m = jnp.minimum(m, get(m, jnp.minimum(m, n - 1)))
-        return jnp.where(vflat, m, big)
+    def halo(lab):
+        return jnp.concatenate([lab[n - s0 :], lab, lab[:s0]])
 
-    def cond(c):
-        _, changed, i = c
-        return changed & (i < n + 1)
+    def neighbour_min(ext):
+        m = at(ext, 0)
+        for bond, off, wrap, woff in terms:
+            v = at(ext, off) if wrap is None else jnp.where(wrap, at(ext, woff), at(ext, off))
+            m = jnp.minimum(m, jnp.where(bond, v, big))
+        return m
+
+    def index(x):  # labels as indices, clamped into [0, n) so XLA's bounds handling can be skipped
+        return jnp.minimum(x, n - 1).astype(jnp.uint32)
+
+    def jump(i, m):
+        del i
+        return jnp.minimum(m, m.at[index(m)].get(mode="promise_in_bounds"))
+
+    # A loop of two trips (XLA cannot prove the count) keeps each jump's labels in a buffer: fused
+    # jumps would recompute the previous jump's labels at every gathered index.
+    two = jnp.asarray(2, jnp.int32) + jnp.minimum(vflat[0].astype(jnp.int32), 0)
 
     def body(c):
-        lab, _, i = c
-        new = sweep(lab)
-        return new, jnp.any(new != lab), i + 1
+        ext, m, _, i = c
+        m = m.at[index(at(ext, 0))].min(m, mode="promise_in_bounds")  # hook: invalid rings are no-ops
+        m = jnp.where(vflat, jax.lax.fori_loop(0, two, jump, m), big)
+        ext = halo(m)
+        nxt = neighbour_min(ext)
+        return ext, nxt, jnp.any(nxt != m), i + 1
 
-    lab, _, _ = jax.lax.while_loop(cond, body, (lab0, jnp.asarray(True), jnp.asarray(0, jnp.int32)))
+    lab0 = jnp.where(vflat, jnp.arange(n, dtype=dtype), big)
+    ext0 = halo(lab0)
+    m0 = neighbour_min(ext0)
+    init = (ext0, m0, jnp.any(m0 != lab0), jnp.asarray(0, jnp.int32))
+    ext, _, _, _ = jax.lax.while_loop(lambda c: c[2] & (c[3] < n + 1), body, init)
+    lab = at(ext, 0).astype(jnp.int32)
     sizes = jax.ops.segment_sum(vflat.astype(jnp.int32), lab, num_segments=n + 1)[:n]
     return jnp.where(valid, lab.reshape(grid), -1), sizes
 
@@ -647,11 +690,12 @@ def domains(
 
 def _domains(connect, ok, lead, grid, dtype):
     """`domains` from the non-wall bonds `connect` (*lead, ndim, *grid) and the valid rings."""
-    connect = connect.reshape((-1, len(grid)) + grid)
-    ok = ok.reshape((-1,) + grid)
-    labels, sizes = jax.vmap(_labels_one)(connect, ok)
-    labels = labels.reshape(lead + grid)
-    sizes = sizes.reshape(lead + (-1,))
+    if lead:
+        connect = connect.reshape((-1, len(grid)) + grid)
+        labels, sizes = jax.vmap(_labels_one)(connect, ok.reshape((-1,) + grid))
+        labels, sizes = labels.reshape(lead + grid), sizes.reshape(lead + (-1,))
+    else:  # one grid (e.g. on the fly in a single run): a vmap of one would wrap the loop in selects
+        labels, sizes = _labels_one(connect, ok)
     n_dom = jnp.sum(sizes > 0, axis=-1, dtype=jnp.int32)
     largest = jnp.max(sizes, axis=-1)
     n_valid = jnp.sum(sizes, axis=-1).astype(dtype)
@@ -759,11 +803,11 @@ def lattice_observables(
     lattice (`network.grid`) also "R_local" (mean local R, box `radius`), "C" (C(Delta) along
     axes), "C_iso" (if `isotropic`), "xi_fit", "xi_cross" (from "C", capped at max(grid)),
     "wall_density", "n_walls" (wall bonds), "n_domains", "largest_domain", "mean_domain_size"
-    (unless `domains=False`: the connected components are the most expensive part, about half of
-    the cost on a 64 x 64 lattice; they can be computed post hoc from the recorded phases with
-    `diffring.domains`). `periodic=None` takes the boundary from the builder; `k_walls` also counts
-    bonds between rings of different pulse count as walls (off by default: hand-off gaps of the
-    discrete map flicker k). Cost: docs/observables.md and benchmarks/bench_observables.py.
+    (unless `domains=False`: the connected components, about 20-30 % of the cost; they can be
+    computed post hoc from the recorded phases with `diffring.domains`). `periodic=None` takes the
+    boundary from the builder; `k_walls` also counts bonds between rings of different pulse count
+    as walls (off by default: hand-off gaps of the discrete map flicker k). Cost:
+    docs/observables.md and benchmarks/bench_observables.py.
     """
     grid = network.grid
     rings = network.rings
