@@ -361,7 +361,7 @@ def main():
     repeats = args.repeats or (2 if quick else 3)
     low = [1e-6, 1e-8] if quick else [1e-5, 1e-6, 1e-7, 1e-8, 1e-9]  # the 5(4) pairs
     high = [1e-6, 1e-8] if quick else [1e-6, 1e-7, 1e-8, 1e-9, 1e-10]  # the 8(7) pairs
-    f32 = [1e-4, 1e-6] if quick else [1e-3, 1e-4, 1e-5, 1e-6, 1e-7]  # float32: down to its rounding
+    f32 = [1e-4, 1e-6] if quick else [1e-4, 1e-5, 1e-6, 1e-7, 3e-8, 1e-8]  # float32: down to its rounding
     rtols = {"Tsit5": low, "Dopri5": low, "Dopri8": high, "DormandPrince54": low, "Tsitouras54": low,
              "DormandPrince87": high, "DormandPrince54, float32": f32, "Tsitouras54, float32": f32}
     s_rtols = [1e-6, 1e-8] if quick else [1e-5, 1e-6, 1e-7, 1e-8, 1e-9]

@@ -259,9 +259,10 @@ class AdaptiveRK(AbstractMethod):
         max_steps = self.max_steps
 
         def step(c, x_block):
-            y, k1, h_prop, e_prev, rejected, j, s, n_all, n_acc, failed = c
+            y, comp, k1, h_prop, e_prev, rejected, j, s, n_all, n_acc, failed = c
             x = None if x_block is None else x_block[j]
-            rem = length - s
+            s, s_comp = s  # time into the interval, with its Kahan compensation
+            rem = (length - s) + s_comp
             clipped = h_prop >= rem
             h = jnp.where(clipped, rem, h_prop)
             if not fsal:
@@ -269,7 +270,14 @@ class AdaptiveRK(AbstractMethod):
             ks = [k1]
             yi = y
             for i in range(1, len(tab.c)):
-                yi = stage(y, h, tab.a[i], ks, one)
+                if packed and i == len(tab.c) - 1:
+                    # The new solution, with compensated (Kahan) summation of the increments: the
+                    # rounding of y + increment would otherwise accumulate over thousands of steps.
+                    inc = h * _weighted(tab.a[i], ks) - comp
+                    yi = (y + inc) / one
+                    comp1 = (yi - y) - inc
+                else:
+                    yi = stage(y, h, tab.a[i], ks, one)
                 ks.append(f(yi, x))
             y1 = yi  # the last stage is evaluated at the new solution
             e = _rms(tmap(lambda a: h * a, _weighted(tab.b_error, ks)), scale(y, y1))
@@ -285,25 +293,30 @@ class AdaptiveRK(AbstractMethod):
             # A step clipped to a boundary says little about the step size: keep the earlier proposal.
             h_next = jnp.where(accept & clipped, jnp.maximum(h_next, h_prop), h_next)
             y = tmap(lambda a, b: jnp.where(accept, a, b), y1, y)
+            if packed:
+                comp = jnp.where(accept, comp1, comp)
             if fsal:
                 k1 = jnp.where(accept, ks[-1], k1)
             e_prev = jnp.where(accept, e_pos, e_prev)
-            s = jnp.where(accept, jnp.where(clipped, zero, s + h), s)
+            s_inc = h - s_comp
+            s_new = s + s_inc
+            s_comp = jnp.where(accept, jnp.where(clipped, zero, (s_new - s) - s_inc), s_comp)
+            s = (jnp.where(accept, jnp.where(clipped, zero, s_new), s), s_comp)
             j = jnp.where(accept & clipped, j + 1, j)
             failed = failed | (h_next < h_min)
-            return y, k1, h_next, e_prev, ~accept, j, s, n_all + 1, n_acc + accept.astype(jnp.int32), failed
+            return y, comp, k1, h_next, e_prev, ~accept, j, s, n_all + 1, n_acc + accept.astype(jnp.int32), failed
 
         def block(carry, x_block):
-            y, k1, h, e_prev, rejected, n_all, n_acc, failed, ok, tracker, b = carry
+            y, comp, k1, h, e_prev, rejected, n_all, n_acc, failed, ok, tracker, b = carry
 
             def cond(c):
-                go = (c[5] < m) & ~c[9]
+                go = (c[6] < m) & ~c[10]
                 if max_steps is not None:
-                    go = go & (c[7] < max_steps)
+                    go = go & (c[8] < max_steps)
                 return go
 
-            c = (y, k1, h, e_prev, rejected, jnp.asarray(0, jnp.int32), zero, n_all, n_acc, failed)
-            y, k1, h, e_prev, rejected, j, _, n_all, n_acc, failed = jax.lax.while_loop(
+            c = (y, comp, k1, h, e_prev, rejected, jnp.asarray(0, jnp.int32), (zero, zero), n_all, n_acc, failed)
+            y, comp, k1, h, e_prev, rejected, j, _, n_all, n_acc, failed = jax.lax.while_loop(
                 cond, lambda c: step(c, x_block), c
             )
             failed = failed | (j < m)  # stopped early: max_steps
@@ -313,13 +326,15 @@ class AdaptiveRK(AbstractMethod):
             if record.phases:
                 tracker = tracker.update(state.o[probes], t)
             ok = ok & finite(y)
-            out = (y, k1, h, e_prev, rejected, n_all, n_acc, failed, ok, tracker, b)
+            out = (y, comp, k1, h, e_prev, rejected, n_all, n_acc, failed, ok, tracker, b)
             return out, _records(record, net, t, state, tracker)
 
         i32 = jnp.asarray(0, jnp.int32)
-        c0 = (y0, k0, h_start, jnp.ones((), dtype), jnp.asarray(False), i32, i32, ~finite0, finite0, tracker0, i32)
+        comp0 = jnp.zeros_like(y0) if packed else None
+        c0 = (y0, comp0, k0, h_start, jnp.ones((), dtype), jnp.asarray(False), i32, i32, ~finite0, finite0, tracker0,
+              i32)
         c, recs = jax.lax.scan(block, c0, xs, length=n_blocks)
-        y, _, _, _, _, n_all, n_acc, failed, ok, tracker, _ = c
+        y, _, _, _, _, _, n_all, n_acc, failed, ok, tracker, _ = c
         state = State(*_rows(y))
         rec0 = _records(record, net, t0, state0, tracker0)
         recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)

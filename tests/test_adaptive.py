@@ -251,6 +251,25 @@ def test_float32_error_is_tolerance_plus_rounding_on_a_linear_ode(name):
     assert err > 1e-9  # float32 results, not float64 ones in disguise
 
 
+def test_float32_rounding_does_not_accumulate_over_many_steps():
+    # 20,000 fixed steps (huge tolerance, dt0 = 1e-4, factor_max = 1 + 1e-6) of the frozen linear model
+    # in float32. Plain float32 sums of the state and of the time would accumulate rounding with the
+    # number of steps (about 11 eps32 here); the solver's compensated sums keep the error at the
+    # level of one rounding, independent of the number of steps.
+    net = dr.rings([3, 4], tau=np.array([0.5, 0.7, 1.0, 1.3, 0.4, 2.0, 0.9]), dtype="float32")
+    model = dr.SmoothRelaxation(net, 2.0, eps_o=1e30)
+    s0 = dr.State(jnp.linspace(0.1, 0.9, 7, dtype=jnp.float32), jnp.array([1, 0, 1, 1, 0, 1, 1], jnp.float32))
+    s64 = dr.State(np.asarray(s0.v, np.float64), np.asarray(s0.o, np.float64))
+    exact = frozen_exact(frozen_model(2.0), s64, np.array([2.0]))[0]
+    f32 = jnp.float32
+    method = dr.AdaptiveRK(rtol=jnp.asarray(1e10, f32), atol=jnp.asarray(1e10, f32), dt0=jnp.asarray(1e-4, f32),
+                           factor_max=jnp.asarray(1 + 1e-6, f32))
+    sol = dr.simulate(model, s0, n_steps=1, record=dr.Record(fields=("v",), phases=False), method=method)
+    assert int(sol.status) == 0 and int(sol.stats["num_steps"]) > 19_000
+    err = np.max(np.abs(np.asarray(sol.v[-1], np.float64) - exact))
+    assert err <= 2 * np.finfo(np.float32).eps, err
+
+
 def test_bad_arguments_and_gradients_raise():
     net = dr.ring(4)
     with pytest.raises(dr.DiffringError, match="method.rtol"):
