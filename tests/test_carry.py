@@ -167,3 +167,20 @@ def test_negative_values_run_exactly_on_the_plain_carry(key):
     b = dr.simulate(model, s0, n_steps=600, record=rec, method=dr.MapScan(pack=False))
     assert float(jnp.min(a.v)) < 0  # the case the packed carry could not represent
     _same(a, b)
+
+
+def test_packed_carry_flags_a_non_finite_member_like_the_plain_carry(key):
+    # An infinite input passes the nonnegativity check, so the packed carry runs; v becomes
+    # inf/NaN mid-run and the run must be marked non-finite, as with the plain carry (the packed
+    # loop checks finiteness on its own carry, not on a decoded state).
+    net, model, s0, x = _small_world_case(key)
+    head = int(np.flatnonzero(np.asarray(net.win).any(axis=1))[0])
+    channel = int(np.flatnonzero(np.asarray(net.win)[head])[0])
+    x = x.at[300, channel].set(jnp.inf)
+    assert _sign_packable(model, s0, x)
+    rec = dr.Record(every=100, which="all", fields=("o",), phases=False)
+    a = dr.simulate(model, s0, n_steps=800, record=rec, inputs=x, method=dr.MapScan(pack=False))
+    b = dr.simulate(model, s0, n_steps=800, record=rec, inputs=x)
+    assert int(a.status) == 1 and int(b.status) == 1
+    clean = dr.simulate(model, s0, n_steps=800, record=rec, inputs=x.at[300, channel].set(0.0))
+    assert int(clean.status) == 0
