@@ -27,8 +27,28 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 import diffring as dr  # noqa: E402
 from diffring._adaptive import DormandPrince87  # noqa: E402
-from diffring._fusion import materialised_cond  # noqa: E402
 from diffring._odesolve import _explicit_rk, _hoist_thresholds, _rk_step  # noqa: E402
+
+
+def materialised_cond(k, h):
+    """The conditional barrier AdaptiveRK used before `diffring._fusion.materialised_div` (kept here
+    for the 'stages materialised' rows). `k` itself, computed once into a buffer: XLA does not fuse
+    across a conditional's boundary.
+
+    Without it, XLA CPU fuses the cheap stage combinations y + h sum_j a_ij k_j (and the v derivative)
+    into every consumer and recomputes them there, which grows with the square of the stage count: a
+    written-out Dormand-Prince 8(7) step emits 4-5x the arithmetic it needs and costs 330-355 instead
+    of 49-59 us on a 1,000-neuron lattice (benchmarks/smooth_step_cost.py). `lax.optimization_barrier` does
+    not stop it. Used for the 8(7) pair only: on the 5(4) pairs the buffer copies cost what the
+    recomputation saves (measured within +-10 %). The predicate h > 0 is a runtime value, so XLA cannot
+    fold the conditional; it holds for every step taken, and for h = 0 the zeros give the same step
+    (y + 0 k). Under `vmap` (batched h) it becomes a select, the barrier is gone and XLA fuses (and
+    rounds) differently: a batch then equals its single runs only to rounding, amplified by the
+    adaptive step sequence (measured with the barrier on the 5(4) pair in tests/test_adaptive.py's batch
+    test: up to 2e-3), not bit for bit.
+    """
+    return jax.lax.cond(h > 0, lambda a: a, lambda a: jax.tree.map(jnp.zeros_like, a), k)
+
 
 LOOP = 1000  # iterations per timed call
 N_STEPS = 200  # sampling intervals of the adaptive runs (t1 = 2)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from diffrax import Dopri8 as _DiffraxDopri8, Tsit5 as _DiffraxTsit5
 
 from ._errors import DiffringError, check_float, check_int
+from ._fusion import materialised_div, runtime_one
 from ._models import State
 from ._odesolve import _hoist_thresholds
 from ._simulate import (
@@ -226,13 +227,11 @@ class AdaptiveRK(AbstractMethod):
             return jax.tree.map(fn, *trees)
 
         def stage(y, h, coeffs, ks, one):
-            # Dividing by a runtime 1.0 (bit for bit the identity) makes each stage input a fusion
-            # XLA will not duplicate (a division is "expensive"): it is computed once into a
-            # buffer, instead of being recomputed inside the coupling's and the field's kernels.
-            return tmap(lambda a, b: (a + h * b) / one, y, _weighted(coeffs, ks))
+            # Each stage input computed once into a buffer, not recomputed inside the coupling's and
+            # the field's kernels (bit for bit y + h sum_j a_j k_j).
+            return materialised_div(tmap(lambda a, b: a + h * b, y, _weighted(coeffs, ks)), one)
 
-        # 1.0 behind a barrier: not a constant XLA can fold, and the same for every member of a batch.
-        one = jax.lax.optimization_barrier(jnp.ones((), dtype))
+        one = runtime_one(dtype)
 
         def scale(y0, y1):
             return tmap(lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y0, y1)

@@ -1,34 +1,32 @@
 """Keeping XLA CPU from recomputing cheap producers inside every consumer fusion.
 
-Two barriers, for two situations (measured; see each docstring):
-`materialised_cond` (a conditional on a runtime predicate) is the cheaper of the two, but under
-`vmap` it becomes a select and the barrier is gone; `materialised_loop` (a one-trip loop XLA
-cannot prove is one trip) survives `vmap` but costs more: about 2x on a Dormand-Prince 8(7) step
-of 1,000 neurons (110-130 against 54-62 us per step).
+Two barriers (measured; see each docstring). `materialised_div` (a division by a 1.0 XLA cannot
+fold) costs one division per element and survives `vmap`: `AdaptiveRK`'s stage inputs.
+`materialised_loop` (a one-trip loop XLA cannot prove is one trip) also survives `vmap`: the lattice
+observables' phases and cos/sin. (A conditional on a runtime predicate, measured in
+benchmarks/smooth_step_cost.py, becomes a select under `vmap` and the barrier is gone.)
 """
-
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
 
-def materialised_cond(k, h):
-    """`k` itself, computed once into a buffer: XLA does not fuse across a conditional's boundary.
+def runtime_one(dtype):
+    """1.0 behind `lax.optimization_barrier`: a value XLA cannot fold into the computation, the same
+    for every member of a batch. The divisor of `materialised_div`."""
+    return jax.lax.optimization_barrier(jnp.ones((), dtype))
 
-    Without it, XLA CPU fuses the cheap stage combinations y + h sum_j a_ij k_j (and the v derivative)
-    into every consumer and recomputes them there, which grows with the square of the stage count: a
-    written-out Dormand-Prince 8(7) step emits 4-5x the arithmetic it needs and costs 330-355 instead
-    of 49-59 us on a 1,000-neuron lattice (benchmarks/smooth_step_cost.py). `lax.optimization_barrier` does
-    not stop it. Used for the 8(7) pair only: on the 5(4) pairs the buffer copies cost what the
-    recomputation saves (measured within +-10 %). The predicate h > 0 is a runtime value, so XLA cannot
-    fold the conditional; it holds for every step taken, and for h = 0 the zeros give the same step
-    (y + 0 k). Under `vmap` (batched h) it becomes a select, the barrier is gone and XLA fuses (and
-    rounds) differently: a batch then equals its single runs only to rounding, amplified by the
-    adaptive step sequence (measured with the barrier on the 5(4) pair in tests/test_adaptive.py's batch
-    test: up to 2e-3), not bit for bit.
+
+def materialised_div(x, one):
+    """`x / one` with `one = runtime_one(dtype)`: bit for bit `x`, computed once into a buffer.
+
+    XLA CPU never duplicates a division into several consumer fusions (a division counts as
+    expensive), so the producer of `x` is evaluated once instead of inside every kernel that reads
+    it. Used for `AdaptiveRK`'s stage inputs (lattice step 42-47 -> 22-27 us on 1,000 neurons,
+    docs/smooth_model.md). Unlike a conditional barrier it survives `vmap`, and it costs one division.
     """
-    return jax.lax.cond(h > 0, lambda a: a, lambda a: jax.tree.map(jnp.zeros_like, a), k)
+    return jax.tree.map(lambda a: a / one, x)
 
 
 def materialised_loop(f, ok):
