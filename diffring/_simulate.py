@@ -455,7 +455,27 @@ def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
     return n_steps
 
 
-@eqx.filter_jit
+def _filter_jit_async(fn):
+    """`eqx.filter_jit` semantics (array leaves traced, every other leaf static), keeping JAX's
+    asynchronous dispatch: `eqx.filter_jit` blocks until each call's result is ready (to surface its
+    runtime errors, which diffring does not use). Asynchronous, a caller can dispatch the next segment
+    of a run while the host copies and checkpoints the last one (`diffring._run.simulate_segments`)."""
+
+    def traced(dynamic, static_leaves, static_def):
+        return fn(*eqx.combine(dynamic, jax.tree.unflatten(static_def, static_leaves)))
+
+    jitted = jax.jit(traced, static_argnums=(1, 2))
+
+    def call(*args):
+        dynamic, static = eqx.partition(args, eqx.is_array)
+        leaves, static_def = jax.tree.flatten(static)
+        return jitted(dynamic, tuple(leaves), static_def)
+
+    call.__wrapped__ = fn
+    return call
+
+
+@_filter_jit_async
 def _run(model, state0, inputs, tracker0, t0, n_steps, record, method):
     return method.run(model, state0, inputs, tracker0, t0, n_steps, record)
 
@@ -553,7 +573,7 @@ def simulate_batch(
                       tracker)
 
 
-@eqx.filter_jit
+@_filter_jit_async
 def _run_batch(m_batched, m_rest, state0, inputs, input_batched, t0, n_steps, record, method, chunk_size, B,
                tracker=None):
     def one(xs):
