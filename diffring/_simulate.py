@@ -464,6 +464,7 @@ def _filter_jit_async(fn):
     def traced(dynamic, static_leaves, static_def):
         return fn(*eqx.combine(dynamic, jax.tree.unflatten(static_def, static_leaves)))
 
+    traced.__name__ = traced.__qualname__ = fn.__name__  # the compiled module's name (profiles, HLO dumps)
     jitted = jax.jit(traced, static_argnums=(1, 2))
 
     def call(*args):
