@@ -29,11 +29,17 @@ def materialised_div(x, one):
     return jax.tree.map(lambda a: a / one, x)
 
 
+def opaque_count(k, ok):
+    """The trip count `k` as a runtime value XLA cannot prove (`ok` is any boolean array of the
+    computation: a boolean is never negative, so this is k): a loop with it stays a loop, and its
+    body a boundary XLA does not fuse across."""
+    return jnp.asarray(k, jnp.int32) + jnp.minimum(ok.reshape(-1)[0].astype(jnp.int32), 0)
+
+
 def materialised_loop(f, ok):
     """f() computed once into buffers. XLA on CPU otherwise recomputes a cheap-looking producer
-    (e.g. the lattice observables' cos/sin of 4096 phases) inside every fusion that reads it; a loop whose trip count it
-    cannot prove (one iteration: a boolean is never negative) is a boundary it does not fuse across."""
+    (e.g. the lattice observables' cos/sin of 4096 phases) inside every fusion that reads it; a
+    one-trip loop (`opaque_count`) is a boundary it does not fuse across."""
     out = jax.eval_shape(f)
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
-    once = jnp.asarray(1, jnp.int32) + jnp.minimum(ok.reshape(-1)[0].astype(jnp.int32), 0)  # == 1 at run time
-    return jax.lax.fori_loop(0, once, lambda i, _: f(), zeros)
+    return jax.lax.fori_loop(0, opaque_count(1, ok), lambda i, _: f(), zeros)

@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import DiffringError, check_choice, check_float, check_int
-from ._fusion import materialised_loop
+from ._fusion import materialised_loop, opaque_count
 from ._network import Network, Rings
 from ._phases import PhaseTracker, order_parameter
 
@@ -650,7 +650,7 @@ def _labels_one(connect, valid):
 
     # A loop of two trips (XLA cannot prove the count) keeps each jump's labels in a buffer: fused
     # jumps would recompute the previous jump's labels at every gathered index.
-    two = jnp.asarray(2, jnp.int32) + jnp.minimum(vflat[0].astype(jnp.int32), 0)
+    two = opaque_count(2, vflat)
 
     def body(c):
         ext, m, _, i = c
