@@ -201,3 +201,79 @@ def test_gradients_equal_sparse_coupling_gradients():
     np.testing.assert_allclose(np.asarray(g_fast.weight), gs_w[rows, :k], rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(np.asarray(g_fast.shift_weight)[plain], gs_w[plain, 0], rtol=1e-10, atol=1e-14)
     assert np.abs(np.asarray(g_fast.weight)).max() > 1e-3  # a nontrivial gradient
+
+
+def test_split_table_groups_are_exact_and_chosen_by_gather_count():
+    """Two table groups (rows of in-degree <= k1 gather k1 slots, the rest k): W o bit for bit that
+    of SparseCoupling and of the one-group table, on random nonnegative ring graphs; the split
+    degree is the brute-force minimum of the documented gather count; signed weights keep one group."""
+    from diffring._coupling import _GROUP_COST, _split_degree
+
+    rng = np.random.default_rng(11)
+    graphs = [random_ring_graph(rng, int(rng.integers(20, 60)), n_links=int(rng.integers(60, 120)))[:4]
+              for _ in range(3)]
+    graphs += [(c.n_neurons, *c.edges()) for c in (dr.small_world(80, (2, 8), eps=0.05, p=p, seed=s).coupling
+                                                   for p, s in ((0.1, 1), (0.4, 2)))]
+    n_split = 0
+    for n, post, pre, w in graphs:
+        w = np.abs(w)
+        ring = dr.RingCoupling.from_edges(n, post, pre, w, jnp.float64)
+        one = dr.RingCoupling.from_edges(n, post, pre, w, jnp.float64, split=False)
+        sparse = dr.SparseCoupling.from_edges(n, post, pre, w, jnp.float64)
+        assert one.split is None
+        np.testing.assert_array_equal(np.sort(np.asarray(ring.rows)), np.asarray(one.rows))
+        # The split degree against a brute-force count of gathered slots.
+        deg = (np.asarray(one.weight) != 0).sum(axis=1)
+        k = one.index.shape[1]
+        costs = {None: deg.size * k}
+        for k1 in range(1, k):
+            low = int((deg <= k1).sum())
+            if 0 < low < deg.size:
+                costs[k1] = low * k1 + (deg.size - low) * k + _GROUP_COST
+        assert _split_degree(deg, k) == min(costs, key=lambda c: (costs[c], c is not None))
+        assert ring.split == (None if ring.k1 == 0 else int((deg <= ring.k1).sum()))
+        if ring.split is not None:
+            n_split += 1
+            rows = np.asarray(ring.rows)
+            low = (np.asarray(ring.weight)[:, ring.k1:] == 0).all(axis=1)
+            assert low[: ring.split].all() and not low[ring.split :].any()
+            assert np.all(np.diff(rows[: ring.split]) > 0) and np.all(np.diff(rows[ring.split :]) > 0)
+        for o in ((rng.random(n) < 0.5).astype(float),):
+            oj = jnp.asarray(o)
+            u = np.asarray(ring(oj))
+            np.testing.assert_array_equal(u, np.asarray(sparse(oj)))
+            np.testing.assert_array_equal(u, np.asarray(one(oj)))
+            x = jnp.asarray(rng.random(ring.rows.shape[0]))
+            # row_input lands on the same neurons in either table order.
+            by_neuron = np.zeros(n)
+            by_neuron[np.asarray(ring.rows)] = np.asarray(x)
+            np.testing.assert_array_equal(
+                np.asarray(one(oj, row_input=jnp.asarray(by_neuron[np.asarray(one.rows)]))),
+                np.asarray(ring(oj, row_input=x)),
+            )
+    assert n_split >= 2
+    # The small-world reservoir's heads (in-degree 2-5, mostly 3) are split at k1 = 3.
+    sw = dr.small_world(200, (2, 8), eps=0.05, p=0.1, seed=0).coupling
+    deg = (np.asarray(sw.weight) != 0).sum(axis=1)
+    assert sw.k1 == 3 and sw.split == int((deg <= 3).sum()) and deg.max() == sw.index.shape[1] > 3
+    # Signed weights: one group (a dropped +0 slot could turn a -0.0 sum into +0.0).
+    n, post, pre, w, _, _ = random_ring_graph(rng, 30, n_links=60)
+    assert np.any(w < 0) and dr.RingCoupling.from_edges(n, post, pre, w, jnp.float64).split is None
+
+
+def test_shift_without_wrap_only_when_neuron_zero_is_a_table_row():
+    """`head0` (the shift skips the wrap-around) exactly when neuron 0 is a table row; W o matches
+    the dense matrix either way (a single ring with a link elsewhere keeps the wrap)."""
+    rng = np.random.default_rng(12)
+    cases = {
+        "rings": dr.rings([3, 4, 5]).coupling,
+        "ring": dr.ring(6).coupling,
+        "ring + link into 3": dr.RingCoupling.from_edges(6, [1, 2, 3, 4, 5, 0, 3], [0, 1, 2, 3, 4, 5, 0],
+                                                         [1, 1, 1, 1, 1, 1, 0.5], jnp.float64),
+    }
+    assert [c.head0 for c in cases.values()] == [True, False, False]
+    for c in cases.values():
+        assert c.head0 == (0 in np.asarray(c.rows).tolist())
+        W = c.to_scipy().toarray()
+        o = rng.random(c.n_neurons)
+        np.testing.assert_allclose(np.asarray(c(jnp.asarray(o))), W @ o, rtol=0, atol=1e-15)
