@@ -43,8 +43,12 @@ class _LaneIndependentTerm(diffrax.ODETerm):
         return True
 
 
-def _since(vector_field, t0, t, y, args):
-    return vector_field(t - t0, y, args)
+def _held(vector_field, jumps, t, y, inputs):
+    """The field with input row i on [jumps[i - 1], jumps[i]): the row is found by comparing t with
+    the very floats the solver steps to (`jump_ts`), so a stage just before a sample time reads
+    that sample's own row (floor((t - t0) / dt) reads the next row at 9 % of sample times, dt 0.01)."""
+    i = jnp.searchsorted(jumps, t, side="right", method="scan_unrolled")
+    return vector_field(t, y, None if inputs is None else inputs[i][None])
 
 
 class ScanAdjoint(eqx.Module):
@@ -207,6 +211,14 @@ class ODESolve(AbstractMethod):
         controller = self.stepsize_controller
         if controller is None:
             controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+        # inputs[i] drives [t0 + i dt, t0 + (i + 1) dt). An adaptive solver steps to just before each
+        # sample time and restarts just after it (diffrax's `jump_ts`), so no step straddles two
+        # samples. ConstantStepSize is left alone: its last stage reads the next sample (ScanAdjoint
+        # holds the input; docs/smooth_model.md).
+        jumps = t0 + jnp.arange(1, n_steps).astype(dtype) * jnp.asarray(model.dt, dtype)
+        if inputs is not None and n_steps > 1 and not isinstance(
+                controller, diffrax.ConstantStepSize | diffrax.ClipStepSizeController):
+            controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
         dt0 = self.dt0 if self.dt0 is not None else model.dt
         max_steps = self.max_steps
         if max_steps is None:
@@ -226,8 +238,7 @@ class ODESolve(AbstractMethod):
             return out
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
-        # inputs[i] drives [t0 + i dt, t0 + (i + 1) dt): the field looks inputs up by time since t0
-        field = eqx.Partial(_since, _hoist_thresholds(model).vector_field, t0)
+        field = eqx.Partial(_held, _hoist_thresholds(model).vector_field, jumps)
         sol = diffrax.diffeqsolve(
             _LaneIndependentTerm(field),
             self.solver,
