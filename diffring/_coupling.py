@@ -223,12 +223,13 @@ class RingCoupling(AbstractCoupling):
     in-neighbour row from a small table (`index`, `weight`, in the CSR order of `SparseCoupling`),
     written over the shifted vector. XLA CPU runs a gather one element at a time, so gathering
     len(rows) * k entries instead of n * k is what makes this path several times faster.
-    `head0`: neuron 0 is a table row, so the shift need not wrap around. With `split` set, the
-    table is two groups: rows[:split] (in-degree <= `k1`) use only their first
-    `k1` slots, the rest all k (`from_edges` chooses this when it saves gathers: the small-world
-    heads have in-degree 2-5, mostly 3). `W o` is bit for bit that of `SparseCoupling.from_edges` of
-    the same edges (a row's slots are added in the same order; slots dropped are zero weights at
-    the end of a row, and no weight is negative, so no -0.0 can meet a dropped +0.0 term).
+    `head0`: neuron 0 is a table row, so the shift need not wrap around. With `split` set, the table
+    is two groups: rows[:split] (in-degree <= `k1`) read only their first `k1` slots (the zero
+    slots after them are structural, never read), the rest all k; `from_edges` chooses this when
+    it saves gathers (the small-world heads have in-degree 2-5, mostly 3). `W o` is bit for bit that
+    of `SparseCoupling.from_edges` of the same edges (a row's slots are added in the same order;
+    the slots dropped are zero weights at the end of a row, and a split table has no negative
+    weight, so no -0.0 sum can meet a dropped +0.0 term).
     """
 
     packed_carry_helps: ClassVar[bool] = True

@@ -265,13 +265,15 @@ def test_shift_without_wrap_only_when_neuron_zero_is_a_table_row():
     """`head0` (the shift skips the wrap-around) exactly when neuron 0 is a table row; W o matches
     the dense matrix either way (a single ring with a link elsewhere keeps the wrap)."""
     rng = np.random.default_rng(12)
+    n, post, pre, w, _, _ = random_ring_graph(rng, 6, n_links=4)
     cases = {
         "rings": dr.rings([3, 4, 5]).coupling,
         "ring": dr.ring(6).coupling,
         "ring + link into 3": dr.RingCoupling.from_edges(6, [1, 2, 3, 4, 5, 0, 3], [0, 1, 2, 3, 4, 5, 0],
                                                          [1, 1, 1, 1, 1, 1, 0.5], jnp.float64),
+        "random weights": dr.RingCoupling.from_edges(n, post, pre, w, jnp.float64),
     }
-    assert [c.head0 for c in cases.values()] == [True, False, False]
+    assert [c.head0 for c in cases.values()] == [True, False, False, True]
     for c in cases.values():
         assert c.head0 == (0 in np.asarray(c.rows).tolist())
         W = c.to_scipy().toarray()
