@@ -57,10 +57,11 @@ def order_parameter(
     """Global Kuramoto order parameter R = |mean_r exp(i theta_r)| over valid rings (0 if none)."""
     if valid is None:
         valid = jnp.ones(theta.shape, bool)
-    # Padded so that cos/sin run on whole SIMD vectors whether batched or not: XLA CPU may evaluate a
-    # ragged tail with scalar code that rounds differently, and a batch must equal its members.
-    w = _pad_pow2(valid.astype(theta.dtype))
-    theta = _pad_pow2(theta)
+    # Padded to whole 64-element chunks so that cos/sin run on whole SIMD vectors whether batched or
+    # not: XLA CPU may evaluate a ragged tail with scalar code that rounds differently, and a batch
+    # must equal its members. (`pairwise_sum` pads the zeros on to a power of two.)
+    w = _pad_multiple(valid.astype(theta.dtype))
+    theta = _pad_multiple(theta)
     # No product feeds an add (XLA CPU may contract a*b + c*d into an FMA on either product, differently
     # in different programs): select instead of multiply by the mask, and |c + i s| instead of c^2 + s^2.
     keep = w > 0
@@ -68,6 +69,14 @@ def order_parameter(
     c = pairwise_sum(jnp.where(keep, jnp.cos(theta), 0)) / n
     s = pairwise_sum(jnp.where(keep, jnp.sin(theta), 0)) / n
     return jnp.abs(jax.lax.complex(c, s))
+
+
+def _pad_multiple(x, multiple: int = 64):
+    n = x.shape[-1]
+    size = max(-(-n // multiple), 1) * multiple
+    if size == n:
+        return x
+    return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (size - n,), x.dtype)], axis=-1)
 
 
 def _pad_pow2(x, minimum: int = 64):

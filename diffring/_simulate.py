@@ -289,20 +289,22 @@ class _SignPackedCarry:
         return ~s, s
 
 
-_WORD = 32  # steps per tracker word (uint32 bits)
+def _word_dtype(dtype) -> np.dtype:
+    """The tracker word: uint64 (64 steps per fold) for float64 networks, else uint32."""
+    return np.dtype(np.uint64 if np.dtype(dtype).itemsize == 8 else np.uint32)
 
 
-def _sub_blocks(every: int) -> tuple[int, int, int]:
-    """Split a block of `every` steps into `n_sub` sub-blocks of S <= 32 steps plus a `tail`.
+def _sub_blocks(every: int, bits: int) -> tuple[int, int, int]:
+    """Split a block of `every` steps into `n_sub` sub-blocks of S <= `bits` steps plus a `tail`.
 
-    S is the largest divisor of `every` up to 32 when it is at least 16 (one loop body), otherwise
-    every / ceil(every / 32) rounded up, with a shorter tail sub-block (a second loop body)."""
-    if every <= _WORD:
+    S is the largest divisor of `every` up to `bits` when it is at least bits / 2 (one loop body),
+    otherwise every / ceil(every / bits) rounded up, with a shorter tail sub-block (a second body)."""
+    if every <= bits:
         return every, 1, 0
-    div = max(d for d in range(1, _WORD + 1) if every % d == 0)
-    if div >= _WORD // 2:
+    div = max(d for d in range(1, bits + 1) if every % d == 0)
+    if div >= bits // 2:
         return div, every // div, 0
-    S = -(-every // -(-every // _WORD))
+    S = -(-every // -(-every // bits))
     return S, every // S, every % S
 
 
@@ -317,15 +319,16 @@ def _fold_fires(trk, bits, S, k0, t0, dt):
     """
     last, prev, count, resting = trk
     firing = bits[0]
-    rest = bits[1] if len(bits) > 1 else ~firing & np.uint32((1 << S) - 1)
-    fell = firing & ((rest >> 1) | (resting.astype(jnp.uint32) << (S - 1)))
+    word = firing.dtype
+    rest = bits[1] if len(bits) > 1 else ~firing & word.type((1 << S) - 1)
+    fell = firing & ((rest >> 1) | (resting.astype(word) << (S - 1)))
     n = jax.lax.population_count(fell).astype(jnp.int32)
     low = fell & (~fell + 1)  # the lowest set bit
     rest_fell = fell ^ low
     low2 = rest_fell & (~rest_fell + 1)
 
     def time(b):
-        p = 31 - jax.lax.clz(b).astype(jnp.int32)  # its position (garbage for b = 0: not selected)
+        p = 8 * word.itemsize - 1 - jax.lax.clz(b).astype(jnp.int32)  # its position (garbage for b = 0: not selected)
         return t0 + (k0 + S - p).astype(t0.dtype) * dt
 
     t1, t2 = time(low), time(low2)
@@ -353,7 +356,8 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
     probes = net.rings.probes
     xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
 
-    S, n_sub, tail = _sub_blocks(every)
+    word = _word_dtype(dtype)
+    S, n_sub, tail = _sub_blocks(every, 8 * word.itemsize)
     # The packed carry's probe is resting exactly when it is not firing (its sign bit), so one word
     # of bits suffices; the plain carry's output may be NaN (neither), so it keeps both.
     both = not carry.complementary
@@ -365,15 +369,13 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
             # Each step shifts the probes' flags after it into bit 0 of the tracker words: two tiny
             # integer ops per probe instead of updating the fire times (see `_fold_fires`).
             resting, firing = carry.probe_flags(w_new, probes)
-            bits = ((bits[0] << 1) | firing.astype(jnp.uint32),) + (
-                ((bits[1] << 1) | resting.astype(jnp.uint32),) if both else ()
-            )
+            bits = ((bits[0] << 1) | firing.astype(word),) + (((bits[1] << 1) | resting.astype(word),) if both else ())
         return (w_new, bits, ok & ok_step), None
 
     def sub_block(c, x, length):
-        """`length` (<= 32) steps, then their fires folded into the tracker arrays."""
+        """`length` (<= the word's bits) steps, then their fires folded into the tracker arrays."""
         w, trk, ok, k = c
-        zero = jnp.zeros(trk[3].shape, jnp.uint32)
+        zero = jnp.zeros(trk[3].shape, word)
         bits = (zero, zero) if both else (zero,)
         (w, bits, ok), _ = jax.lax.scan(inner, (w, bits, ok), x, length=length, unroll=unroll)
         trk = _fold_fires(trk, bits, length, k, t0, dt)
@@ -396,14 +398,13 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
     def block(c_outer, x):
         # The outer loop carries the inner loop's own form (`carry.encode(state)`), so that a block
         # decodes the state only for what its records read (XLA drops the rest): re-encoding and
-        # checking the decoded state every block cost ~15 % of a 100-step lattice block.
-        w, tracker, ok, k, finite = c_outer
+        # checking the decoded state every block cost ~15 % of a 100-step lattice block. Likewise
+        # the tracker rides as (last, prev, count, resting); records read only the first three.
+        w, trk, ok, k, finite = c_outer
         if prepare is not None:
             x = prepare(x)
+        tracker = None
         if record.phases:
-            # No-op unless the caller's tracker has not seen state0 (its o_prev differs).
-            tracker = tracker.update(carry.outputs(w, probes), t0 + k.astype(dtype) * dt)
-            trk = (tracker.last, tracker.prev, tracker.count, tracker.o_prev >= 0.5)
             w, trk, ok, k = steps_tracked((w, trk, ok, k), x)
             tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2])
         else:
@@ -413,11 +414,18 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
         state = carry.decode(w)
         t = t0 + k.astype(dtype) * dt
         finite = finite & carry.finite(w)  # sticky: a transient NaN/inf still marks the member
-        return (w, tracker, ok, k, finite), _records(record, net, t, state, tracker)
+        return (w, trk, ok, k, finite), _records(record, net, t, state, tracker)
 
-    c0 = (carry.encode(state0), tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
-    (w, tracker, ok, _, finite), recs = _block_scan(block, c0, xs, n_blocks, checkpoint, segment)
+    w0 = carry.encode(state0)
+    trk0 = None
+    if record.phases:
+        # A no-op unless the caller's tracker has not seen state0 (its o_prev differs).
+        tr = tracker0.update(carry.outputs(w0, probes), t0)
+        trk0 = (tr.last, tr.prev, tr.count, tr.o_prev >= 0.5)
+    c0 = (w0, trk0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
+    (w, trk, ok, _, finite), recs = _block_scan(block, c0, xs, n_blocks, checkpoint, segment)
     state = carry.decode(w)
+    tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2]) if record.phases else None
     rec0 = _records(record, net, t0, state0, tracker0)
     recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
     t = t0 + (every * jnp.arange(n_blocks + 1)).astype(dtype) * dt

@@ -70,14 +70,18 @@ def test_tracker_equals_numpy_post_hoc_every_1_and_every_k(case):
     np.testing.assert_allclose(np.asarray(sub.R), R[::k], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["lattice-packed", "rings-packed", "rings-plain"])
+@pytest.mark.parametrize("case", ["lattice-packed-float64", "rings-packed-float32", "rings-plain-float64"])
 def test_tracker_fire_times_and_counts_equal_numpy_for_any_every(case):
-    """The stepped loop folds the probes' flags into the tracker once per word of up to 32 steps
-    (several fires per word at dt = 0.3): its fire times, counts and phases equal the NumPy ones
-    from the every-step raster exactly, whatever `every` (one word, whole words, words plus a
-    shorter tail), on the sign-packed carry (a lattice's probe row, rings' gather) and the plain one."""
-    kind, carry = case.split("-")
-    net = dr.lattice([3, 3], 3, eps=0.2) if kind == "lattice" else dr.rings([2, 3, 4, 5, 6, 7])
+    """The stepped loop folds the probes' flags into the tracker once per word of up to 64 (float64)
+    or 32 (float32) steps, several fires per word at dt = 0.3: its fire times and counts equal the
+    NumPy ones from the every-step raster exactly, and so do its phases, whatever `every` (one word,
+    whole words, words plus a shorter tail), on the sign-packed carry (a lattice's probe row, rings'
+    gather) and the plain one."""
+    kind, carry, dtype = case.split("-")
+    if kind == "lattice":
+        net = dr.lattice([3, 3], 3, eps=0.2, dtype=dtype)
+    else:
+        net = dr.rings([2, 3, 4, 5, 6, 7], dtype=dtype)
     model = dr.DiscreteMap(net, 0.3)
     s0 = dr.init.random_phase(net, jax.random.key(1), 0.01)
     method = dr.MapScan(pack="auto" if carry == "packed" else False)
@@ -85,17 +89,17 @@ def test_tracker_fire_times_and_counts_equal_numpy_for_any_every(case):
                        method=method)
     t, o = np.asarray(full.t), np.asarray(full.o)
     theta, valid, _ = numpy_phases(t, o)
-    for every in (5, 48, 97):
+    for every in (5, 100, 131):
         n = (600 // every) * every
         sol = dr.simulate(model, s0, n_steps=n, record=dr.Record(every=every, fields=()), method=method)
         for r in range(net.n_rings):
             f = np.flatnonzero((o[:n, r] >= 0.5) & (o[1 : n + 1, r] < 0.5)) + 1
             assert int(sol.tracker.count[r]) == f.size
-            assert float(sol.tracker.last[r]) == (t[f[-1]] if f.size else 0.0)
-            assert float(sol.tracker.prev[r]) == (t[f[-2]] if f.size > 1 else 0.0)  # both start at t0
+            assert sol.tracker.last[r] == (t[f[-1]] if f.size else 0)
+            assert sol.tracker.prev[r] == (t[f[-2]] if f.size > 1 else 0)  # both start at t0
         rows = slice(0, n + 1, every)
         np.testing.assert_array_equal(np.asarray(sol.phase_valid), valid[rows])
-        assert_phases_close(sol.phase, theta[rows], valid[rows])
+        assert_phases_close(sol.phase, theta[rows], valid[rows], atol=1e-9 if dtype == "float64" else 1e-4)
     fell = (o[:-1] >= 0.5) & (o[1:] < 0.5)
     assert fell.sum() > 100 and min(np.diff(np.flatnonzero(f)).min() for f in fell.T if f.sum() > 1) < 16
 
@@ -195,3 +199,13 @@ def test_order_parameter_batch_equals_single_members_bit_for_bit():
         np.testing.assert_allclose(single, np.abs(z) / np.maximum(np.asarray(valid).sum(1), 1), atol=1e-14)
         x = rng.normal(size=(2, n))
         np.testing.assert_allclose(np.asarray(pairwise_sum(jnp.asarray(x))), x.sum(1), rtol=1e-13, atol=1e-13)
+
+
+def test_sub_blocks_cover_the_block_in_words():
+    from diffring._simulate import _sub_blocks
+
+    for bits in (32, 64):
+        for every in range(1, 700):
+            S, n_sub, tail = _sub_blocks(every, bits)
+            assert n_sub * S + tail == every and 1 <= S <= bits and 0 <= tail < S and n_sub >= 1
+    assert _sub_blocks(100, 64) == (50, 2, 0) and _sub_blocks(131, 64) == (44, 2, 43)
