@@ -8,20 +8,24 @@ final outputs must be identical.
 
 Target (issue 2): >= 10x faster than the NumPy loop, compilation excluded and reported separately.
 Also reported: the builder's default `RingCoupling` against the general `SparseCoupling` of the same
-network (`diffring.as_sparse`), the same run without inputs (JAX and NumPy: what the input drive
+network (`diffring.as_sparse`) and against session 4's `RingCoupling` (one table group, a wrapping
+shift; also in warm pairs, `time_warm`), the same run without inputs (JAX and NumPy: what the input drive
 costs), the cost of phase tracking, and a batch of 16 input sequences (the reservoir's real
 workload) against a batched NumPy loop.
 """
 
 from __future__ import annotations
 
+import time
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import Report, fmt_s, parser, table, time_interleaved, time_python, verdict  # noqa: E402
+from _common import Report, block, fmt_s, parser, table, time_interleaved, time_python, verdict  # noqa: E402
 
 import diffring as dr  # noqa: E402
 
@@ -42,6 +46,27 @@ def numpy_loop(W, Win, X, v, o, alpha, theta_H, theta_L, every, n_steps=None):
         if (t + 1) % every == 0:
             recs.append(o)
     return v, o, np.stack(recs)
+
+
+def time_warm(fns: dict, repeats: int) -> dict:
+    """{name: (wall s, CPU s) arrays, one per round}, each timed call right after an untimed call of
+    the same program (steady state, as the NumPy loop's back-to-back repeats); programs alternate
+    round-robin, in reverse order every other round.
+
+    `time_interleaved` times each call right after a different program, and on this machine such
+    a call runs slower for its whole 10,000 steps (the single run right after the batch run vs
+    right after itself: +25-50 % CPU time in session 5, at load 2-4); warm pairs compare two
+    programs without that order effect.
+    """
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for r in range(repeats):
+        for name in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            block(fns[name]())
+            c0, t0 = time.process_time(), time.perf_counter()
+            block(fns[name]())
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {k: (np.array(wall[k]), np.array(cpu[k])) for k in fns}
 
 
 def main():
@@ -93,11 +118,24 @@ def main():
     def sparse(k):
         return dr.simulate(model_sparse, s0, n_steps=k, inputs=Xj[:k], record=rec)
 
+    # The RingCoupling of session 4 (one table group of k slots, a wrapping shift), for an in-run
+    # comparison with the default (two degree groups, no wrap: `RingCoupling.split`, `head0`).
+    c = net.coupling
+    post, pre, w = c.edges()
+    one = dr.RingCoupling.from_edges(n, post, pre, w, net.dtype, split=False)
+    one = dr.RingCoupling(shift_weight=one.shift_weight, rows=one.rows, index=one.index, weight=one.weight,
+                          n_neurons=one.n_neurons)
+    model_one = dr.DiscreteMap(eqx.tree_at(lambda m: m.coupling, net, one))
+
+    def single_one(k):
+        return dr.simulate(model_one, s0, n_steps=k, inputs=Xj[:k], record=rec)
+
     def free(k):
         return dr.simulate(model, s0, n_steps=k, record=rec)
 
     fns = {
         "single": lambda: single(n_steps, rec),
+        "single-one": lambda: single_one(n_steps),
         "single-sparse": lambda: sparse(n_steps),
         "single-free": lambda: free(n_steps),
         "single-phases": lambda: single(n_steps, rec_ph),
@@ -106,12 +144,14 @@ def main():
     # The same programs with two record blocks: their first call estimates the compile time.
     compile_fns = {
         "single": lambda: single(2 * every, rec),
+        "single-one": lambda: single_one(2 * every),
         "single-sparse": lambda: sparse(2 * every),
         "single-free": lambda: free(2 * every),
         "single-phases": lambda: single(2 * every, rec_ph),
         "batch": lambda: batch(2 * every),
     }
     res = time_interleaved(fns, repeats, compile_fns)
+    warm = time_warm({k: fns[k] for k in ("single", "single-one", "single-free")}, 3 * repeats)
 
     W = net.coupling.to_scipy().tocsr()
     Win = np.asarray(net.win)
@@ -131,6 +171,7 @@ def main():
 
     sol = fns["single"]()
     same = bool(np.array_equal(np.asarray(sol.o), rec_ref))
+    same_one = bool(np.array_equal(np.asarray(fns["single-one"]().o), rec_ref))
     same_sparse = bool(np.array_equal(np.asarray(fns["single-sparse"]().o), rec_ref))
     same_free = bool(np.array_equal(np.asarray(fns["single-free"]().o), rec_free))
     v_err = float(np.max(np.abs(np.asarray(sol.state.v) - v_ref)))
@@ -155,6 +196,8 @@ def main():
     rows = [
         row("NumPy loop (SciPy CSR W), single run", None, t_np, c_np),
         jrow("diffring.simulate, phases=False (RingCoupling, the default)", "single"),
+        jrow("diffring.simulate, phases=False, RingCoupling of session 4 (one table group, wrapping shift)",
+             "single-one"),
         jrow("diffring.simulate, phases=False, SparseCoupling (as_sparse)", "single-sparse"),
         row(
             "diffring.simulate, phases=True", res["single-phases"][0], res["single-phases"][1], res["single-phases"][3]
@@ -186,7 +229,8 @@ def main():
     )
     rep.add()
     rep.add(
-        f"Agreement: recorded outputs identical to the NumPy loop: single {same}, SparseCoupling {same_sparse}, "
+        f"Agreement: recorded outputs identical to the NumPy loop: single {same}, session-4 RingCoupling {same_one}, "
+        f"SparseCoupling {same_sparse}, "
         f"without inputs {same_free}, batch {sameB}; final max |v - v_ref| = {v_err:.2e}."
     )
     rep.add(
@@ -196,6 +240,30 @@ def main():
         f"`MapScan` computes their drive once per record block and adds it in the heads' gather, "
         f"`SignPacked.fold_inputs`): {(t1 - res['single-free'][1]) / n_steps * 1e6:+.2f} us/step wall, "
         f"{(c1 - res['single-free'][3]) / n_steps * 1e6:+.2f} us/step CPU."
+    )
+    def us(x):
+        return f"{x / n_steps * 1e6:.2f}"
+
+    (w_new, wc_new), (w_one, wc_one), (w_free, _) = (tuple(np.median(a) for a in warm[k])
+                                                     for k in ("single", "single-one", "single-free"))
+    # The median of per-round ratios: robust to a load that drifts between rounds.
+    r_wall = float(np.median(warm["single"][0] / warm["single-one"][0]))
+    r_cpu = float(np.median(warm["single"][1] / warm["single-one"][1]))
+    rep.add(
+        f"Warm runs (each timed call right after an untimed call of the same program, like the NumPy "
+        f"loop's repeats; `time_warm`): default RingCoupling {us(w_new)} us/step wall ({us(wc_new)} CPU), "
+        f"speed-up vs the NumPy loop {t_np / w_new:.1f}x; without inputs {us(w_free)} us/step "
+        f"({t_np0 / w_free:.1f}x its NumPy loop). The interleaved table times each call right after a "
+        f"different program (the `single` row right after the batch run): {us(t1)} us/step, "
+        f"{100 * (t1 / w_new - 1):+.0f} % on the warm run (`time_warm` on this order effect)."
+    )
+    groups = " + ".join(f"{hi - lo} heads x {k} slots" for lo, hi, k in c._groups())
+    rep.add(
+        f"Default RingCoupling (table groups {groups}, "
+        f"one scatter each; wrap-free shift: {c.head0}) vs the session-4 "
+        f"one ({c.rows.shape[0]} x {c.index.shape[1]} slots, one scatter, wrapping shift), warm pairs in the "
+        f"same run ({3 * repeats} rounds): {us(w_one)} -> {us(w_new)} us/step wall, {us(wc_one)} -> {us(wc_new)} "
+        f"CPU (medians); median per-round ratio new / old {r_wall:.3f} wall, {r_cpu:.3f} CPU."
     )
     rep.add(
         f"Phase tracking cost (wall / CPU): {100 * (res['single-phases'][1] / t1 - 1):+.0f} % / "
