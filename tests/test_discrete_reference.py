@@ -64,6 +64,30 @@ def test_small_world_with_inputs():
     assert np.any(o_free != o_ref)
 
 
+def test_small_world_split_table_with_inputs_and_batch():
+    """The benchmark's reservoir (200 rings, seed 0), whose `RingCoupling` splits the heads' table
+    into two in-degree groups: the NumPy loop over 10,000 steps with 8-channel inputs, and a batch of
+    two input sequences equal to its single runs bit for bit."""
+    net = diffring.small_world(200, (2, 8), eps=0.05, p=0.1, seed=0)
+    c = net.coupling
+    assert c.split is not None and 0 < c.split < c.rows.shape[0] and c.k1 < c.index.shape[1] and c.head0
+    state = diffring.init.random_phase(net, jax.random.key(0), DT)
+    rng = np.random.default_rng(1)
+    x = np.repeat(0.5 * rng.random((2, N_STEPS // 9 + 1, 8)), 9, axis=1)[:, :N_STEPS]
+    o, v, o_ref, v_ref = _run_both(net, state, N_STEPS, inputs=x[0])
+    _assert_agree(o, v, o_ref, v_ref, min_switches=20 * net.n_rings)
+    model = diffring.DiscreteMap(net, DT)
+    states = jax.tree.map(lambda a: np.stack([a, a[::-1]]), state)
+    rec = diffring.Record(every=100, fields=("o", "v"), phases=False)
+    batch = diffring.simulate_batch(model, states, n_steps=2000, record=rec, inputs=x[:, :2000])
+    for b in range(2):
+        single = diffring.simulate(model, jax.tree.map(lambda a, b=b: a[b], states), n_steps=2000, record=rec,
+                                   inputs=x[b, :2000])
+        np.testing.assert_array_equal(np.asarray(batch.o[b]), np.asarray(single.o))
+        np.testing.assert_array_equal(np.asarray(batch.v[b]), np.asarray(single.v))
+    assert not np.array_equal(np.asarray(batch.o[0]), np.asarray(batch.o[1]))
+
+
 def test_s1_chain():
     net = diffring.chain(10, 6, scheme="S1", shared=1, boundary="periodic")
     state = diffring.init.random_phase(net, jax.random.key(5), DT)
