@@ -182,8 +182,6 @@ def _block_scan(block, c0, xs, n_blocks, checkpoint, segment):
 class _PlainCarry:
     """The loop carries the `State` itself."""
 
-    complementary = False  # a probe output may be neither resting nor firing (NaN)
-
     @staticmethod
     def encode(state):
         return state
@@ -253,8 +251,6 @@ class _SignPackedCarry:
     (benchmarks/bench_lattice.py measures the gain).
     """
 
-    complementary = True  # a probe is resting exactly when it is not firing (its sign bit)
-
     def __init__(self, layout, probe_row=None):
         self.layout = tuple(layout)
         self.probe_row = probe_row
@@ -289,57 +285,6 @@ class _SignPackedCarry:
         return ~s, s
 
 
-def _word_dtype(dtype) -> np.dtype:
-    """The tracker word: uint64 (64 steps per fold) for float64 networks, else uint32."""
-    return np.dtype(np.uint64 if np.dtype(dtype).itemsize == 8 else np.uint32)
-
-
-def _sub_blocks(every: int, bits: int) -> tuple[int, int, int]:
-    """Split a block of `every` steps into `n_sub` sub-blocks of S <= `bits` steps plus a `tail`.
-
-    S is the largest divisor of `every` up to `bits` when it is at least bits / 2 (one loop body),
-    otherwise every / ceil(every / bits) rounded up, with a shorter tail sub-block (a second body)."""
-    if every <= bits:
-        return every, 1, 0
-    div = max(d for d in range(1, bits + 1) if every % d == 0)
-    if div >= bits // 2:
-        return div, every // div, 0
-    S = -(-every // -(-every // bits))
-    return S, every // S, every % S
-
-
-def _fold_fires(trk, bits, S, k0, t0, dt):
-    """Fold S steps of probe flags into the tracker arrays (last, prev, count, resting).
-
-    `bits[0]` holds the firing flags (o < 0.5) after each of the S steps that started at step k0,
-    the latest in bit 0; `bits[1]` the resting flags (o >= 0.5), or None when resting is exactly not
-    firing. A fire is a fall: firing after a step and resting before it (bit p + 1, or the carried
-    `resting` for the first step), registered at t_{k0 + S - p} (`PhaseTracker.update` semantics).
-    The latest fire is the lowest set bit, the one before it the next one.
-    """
-    last, prev, count, resting = trk
-    firing = bits[0]
-    word = firing.dtype
-    rest = bits[1] if len(bits) > 1 else ~firing & word.type((1 << S) - 1)
-    fell = firing & ((rest >> 1) | (resting.astype(word) << (S - 1)))
-    n = jax.lax.population_count(fell).astype(jnp.int32)
-    low = fell & (~fell + 1)  # the lowest set bit
-    rest_fell = fell ^ low
-    low2 = rest_fell & (~rest_fell + 1)
-
-    def time(b):
-        p = 8 * word.itemsize - 1 - jax.lax.clz(b).astype(jnp.int32)  # its position (garbage for b = 0: not selected)
-        return t0 + (k0 + S - p).astype(t0.dtype) * dt
-
-    t1, t2 = time(low), time(low2)
-    return (
-        jnp.where(n >= 1, t1, last),
-        jnp.where(n >= 2, t2, jnp.where(n >= 1, last, prev)),
-        count + n,
-        (rest & 1) == 1,
-    )
-
-
 def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, unroll, checkpoint, segment,
                   carry=_PlainCarry, prepare=None):
     """Run `step(state, x) -> (state, ok)` n_steps times in record blocks; the loop of `MapScan`.
@@ -356,76 +301,49 @@ def _scan_records(net, step, dt, state0, inputs, tracker0, t0, n_steps, record, 
     probes = net.rings.probes
     xs = None if inputs is None else inputs.reshape((n_blocks, every) + inputs.shape[1:])
 
-    word = _word_dtype(dtype)
-    S, n_sub, tail = _sub_blocks(every, 8 * word.itemsize)
-    # The packed carry's probe is resting exactly when it is not firing (its sign bit), so one word
-    # of bits suffices; the plain carry's output may be NaN (neither), so it keeps both.
-    both = not carry.complementary
-
     def inner(c, x):
-        w, bits, ok = c
+        # k (the step count) rides in the loop only for the tracker's fire times: without phases it
+        # would be one more tiny kernel per step (the block adds `every` instead).
+        w, trk, ok, k = c
         w_new, ok_step = step(w, x)
         if record.phases:
-            # Each step shifts the probes' flags after it into bit 0 of the tracker words: two tiny
-            # integer ops per probe instead of updating the fire times (see `_fold_fires`).
-            resting, firing = carry.probe_flags(w_new, probes)
-            bits = ((bits[0] << 1) | firing.astype(word),) + (((bits[1] << 1) | resting.astype(word),) if both else ())
-        return (w_new, bits, ok & ok_step), None
-
-    def sub_block(c, x, length):
-        """`length` (<= the word's bits) steps, then their fires folded into the tracker arrays."""
-        w, trk, ok, k = c
-        zero = jnp.zeros(trk[3].shape, word)
-        bits = (zero, zero) if both else (zero,)
-        (w, bits, ok), _ = jax.lax.scan(inner, (w, bits, ok), x, length=length, unroll=unroll)
-        trk = _fold_fires(trk, bits, length, k, t0, dt)
-        return (w, trk, ok, k + length), None
-
-    def steps_tracked(c, x):
-        """A block's `every` steps as `n_sub` sub-blocks of S steps and a `tail` one."""
-        xs_sub = xs_tail = None
-        if x is not None:
-            xs_sub = jax.tree.map(lambda a: a[: n_sub * S].reshape((n_sub, S) + a.shape[1:]), x)
-            xs_tail = jax.tree.map(lambda a: a[n_sub * S :], x)
-        if n_sub == 1:
-            c, _ = sub_block(c, None if x is None else jax.tree.map(lambda a: a[0], xs_sub), S)
-        else:
-            c, _ = jax.lax.scan(lambda c, xb: sub_block(c, xb, S), c, xs_sub, length=n_sub)
-        if tail:
-            c, _ = sub_block(c, xs_tail, tail)
-        return c
+            # A fall of a probe between the state before and after step k is a fire at t_{k+1}
+            # (`PhaseTracker.update` semantics). The tracker rides as (last, prev, count, resting):
+            # `resting` (o >= 0.5 before the step) is carried so that the step's input state is
+            # not read again after the step (XLA would copy it to update it in place), and every
+            # array updates elementwise in place.
+            last, prev, count, resting = trk
+            resting_new, firing_new = carry.probe_flags(w_new, probes)
+            fell = resting & firing_new
+            t = t0 + (k + 1).astype(dtype) * dt
+            trk = (jnp.where(fell, t, last), jnp.where(fell, last, prev), count + fell.astype(count.dtype), resting_new)
+            k = k + 1
+        return (w_new, trk, ok & ok_step, k), None
 
     def block(c_outer, x):
         # The outer loop carries the inner loop's own form (`carry.encode(state)`), so that a block
         # decodes the state only for what its records read (XLA drops the rest): re-encoding and
-        # checking the decoded state every block cost ~15 % of a 100-step lattice block. Likewise
-        # the tracker rides as (last, prev, count, resting); records read only the first three.
-        w, trk, ok, k, finite = c_outer
+        # checking the decoded state every block cost ~15 % of a 100-step lattice block.
+        w, tracker, ok, k, finite = c_outer
+        trk = None
+        if record.phases:
+            # No-op unless the caller's tracker has not seen state0 (its o_prev differs).
+            tracker = tracker.update(carry.outputs(w, probes), t0 + k.astype(dtype) * dt)
+            trk = (tracker.last, tracker.prev, tracker.count, tracker.o_prev >= 0.5)
         if prepare is not None:
             x = prepare(x)
-        tracker = None
-        if record.phases:
-            w, trk, ok, k = steps_tracked((w, trk, ok, k), x)
-            tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2])
-        else:
-            # k (the step count) is not carried through the steps: one more tiny kernel per step.
-            (w, _, ok), _ = jax.lax.scan(inner, (w, (), ok), x, length=every, unroll=unroll)
-            k = k + every
+        (w, trk, ok, k_end), _ = jax.lax.scan(inner, (w, trk, ok, k), x, length=every, unroll=unroll)
+        k = k_end if record.phases else k + every
         state = carry.decode(w)
         t = t0 + k.astype(dtype) * dt
+        if record.phases:
+            tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2])
         finite = finite & carry.finite(w)  # sticky: a transient NaN/inf still marks the member
-        return (w, trk, ok, k, finite), _records(record, net, t, state, tracker)
+        return (w, tracker, ok, k, finite), _records(record, net, t, state, tracker)
 
-    w0 = carry.encode(state0)
-    trk0 = None
-    if record.phases:
-        # A no-op unless the caller's tracker has not seen state0 (its o_prev differs).
-        tr = tracker0.update(carry.outputs(w0, probes), t0)
-        trk0 = (tr.last, tr.prev, tr.count, tr.o_prev >= 0.5)
-    c0 = (w0, trk0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
-    (w, trk, ok, _, finite), recs = _block_scan(block, c0, xs, n_blocks, checkpoint, segment)
+    c0 = (carry.encode(state0), tracker0, jnp.asarray(True), jnp.asarray(0, jnp.int32), _finite(state0))
+    (w, tracker, ok, _, finite), recs = _block_scan(block, c0, xs, n_blocks, checkpoint, segment)
     state = carry.decode(w)
-    tracker = PhaseTracker(trk[0], trk[1], carry.outputs(w, probes), trk[2]) if record.phases else None
     rec0 = _records(record, net, t0, state0, tracker0)
     recs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
     t = t0 + (every * jnp.arange(n_blocks + 1)).astype(dtype) * dt

@@ -72,11 +72,9 @@ def test_tracker_equals_numpy_post_hoc_every_1_and_every_k(case):
 
 @pytest.mark.parametrize("case", ["lattice-packed-float64", "rings-packed-float32", "rings-plain-float64"])
 def test_tracker_fire_times_and_counts_equal_numpy_for_any_every(case):
-    """The stepped loop folds the probes' flags into the tracker once per word of up to 64 (float64)
-    or 32 (float32) steps, several fires per word at dt = 0.3: its fire times and counts equal the
-    NumPy ones from the every-step raster exactly, and so do its phases, whatever `every` (one word,
-    whole words, words plus a shorter tail), on the sign-packed carry (a lattice's probe row, rings'
-    gather) and the plain one."""
+    """The stepped loop's tracker (several fires per record block at dt = 0.3): its fire times and
+    counts equal the NumPy ones from the every-step raster exactly, and so do its phases, whatever
+    `every`, on the sign-packed carry (a lattice's probe row, rings' gather) and the plain one."""
     kind, carry, dtype = case.split("-")
     if kind == "lattice":
         net = dr.lattice([3, 3], 3, eps=0.2, dtype=dtype)
@@ -200,12 +198,3 @@ def test_order_parameter_batch_equals_single_members_bit_for_bit():
         x = rng.normal(size=(2, n))
         np.testing.assert_allclose(np.asarray(pairwise_sum(jnp.asarray(x))), x.sum(1), rtol=1e-13, atol=1e-13)
 
-
-def test_sub_blocks_cover_the_block_in_words():
-    from diffring._simulate import _sub_blocks
-
-    for bits in (32, 64):
-        for every in range(1, 700):
-            S, n_sub, tail = _sub_blocks(every, bits)
-            assert n_sub * S + tail == every and 1 <= S <= bits and 0 <= tail < S and n_sub >= 1
-    assert _sub_blocks(100, 64) == (50, 2, 0) and _sub_blocks(131, 64) == (44, 2, 43)
