@@ -24,7 +24,7 @@ from diffrax import Dopri8 as _DiffraxDopri8, Tsit5 as _DiffraxTsit5
 from ._errors import DiffringError, check_float, check_int
 from ._fusion import materialised_div, runtime_one
 from ._models import State
-from ._odesolve import _hoist_thresholds
+from ._odesolve import _hoist_thresholds, _weighted
 from ._simulate import (
     STATUS_NONFINITE,
     STATUS_OK,
@@ -100,12 +100,6 @@ class DormandPrince87(AbstractTableau):
     a: ClassVar[tuple[tuple[float, ...], ...]] = _DOPRI8[1]
     b_error: ClassVar[tuple[float, ...]] = _DOPRI8[2]
     error_order: ClassVar[int] = 8
-
-
-def _weighted(coeffs, ks):
-    """sum_j coeffs[j] ks[j] over the nonzero coefficients, leaf by leaf."""
-    terms = [(w, k) for w, k in zip(coeffs, ks, strict=False) if w != 0]
-    return jax.tree.map(lambda *k: sum(w * kj for (w, _), kj in zip(terms, k, strict=True)), *[k for _, k in terms])
 
 
 def _rows(y):
@@ -223,18 +217,15 @@ class AdaptiveRK(AbstractMethod):
             k = hmodel.vector_field(zero, State(*_rows(y)), None)
             return jnp.stack([k.v, k.o])
 
-        def tmap(fn, *trees):
-            return jax.tree.map(fn, *trees)
-
         def stage(y, h, coeffs, ks, one):
             # Each stage input computed once into a buffer, not recomputed inside the coupling's and
             # the field's kernels (bit for bit y + h sum_j a_j k_j).
-            return materialised_div(tmap(lambda a, b: a + h * b, y, _weighted(coeffs, ks)), one)
+            return materialised_div(jax.tree.map(lambda a, b: a + h * b, y, _weighted(coeffs, ks)), one)
 
         one = runtime_one(dtype)
 
         def scale(y0, y1):
-            return tmap(lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y0, y1)
+            return jax.tree.map(lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y0, y1)
 
         def finite(y):
             return jnp.all(jnp.isfinite(_rows(y)[0])) & jnp.all(jnp.isfinite(_rows(y)[1]))
@@ -248,8 +239,8 @@ class AdaptiveRK(AbstractMethod):
             sc = scale(y0, y0)
             d0, d1 = _rms(y0, sc), _rms(k0, sc)
             h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), cast(1e-6), 0.01 * d0 / d1)
-            k1 = f(tmap(lambda a, b: a + h0 * b, y0, k0), x_first)
-            d2 = _rms(tmap(lambda a, b: a - b, k1, k0), sc) / h0
+            k1 = f(jax.tree.map(lambda a, b: a + h0 * b, y0, k0), x_first)
+            d2 = _rms(jax.tree.map(lambda a, b: a - b, k1, k0), sc) / h0
             dmax = jnp.maximum(d1, d2)
             h1 = jnp.where(dmax <= 1e-15, jnp.maximum(cast(1e-6), h0 * 1e-3), (0.01 / dmax) ** (1 / q))
             h_start = jnp.minimum(100 * h0, h1)
@@ -280,7 +271,7 @@ class AdaptiveRK(AbstractMethod):
                     yi = stage(y, h, tab.a[i], ks, one)
                 ks.append(f(yi, x))
             y1 = yi  # the last stage is evaluated at the new solution
-            e = _rms(tmap(lambda a: h * a, _weighted(tab.b_error, ks)), scale(y, y1))
+            e = _rms(jax.tree.map(lambda a: h * a, _weighted(tab.b_error, ks)), scale(y, y1))
             ok_e = jnp.isfinite(e)
             accept = e <= 1  # False for NaN
             e_pos = jnp.maximum(e, jnp.finfo(dtype).tiny)
@@ -292,7 +283,7 @@ class AdaptiveRK(AbstractMethod):
             h_next = h * factor
             # A step clipped to a boundary says little about the step size: keep the earlier proposal.
             h_next = jnp.where(accept & clipped, jnp.maximum(h_next, h_prop), h_next)
-            y = tmap(lambda a, b: jnp.where(accept, a, b), y1, y)
+            y = jax.tree.map(lambda a, b: jnp.where(accept, a, b), y1, y)
             if packed:
                 comp = jnp.where(accept, comp1, comp)
             if fsal:

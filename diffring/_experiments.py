@@ -1102,10 +1102,6 @@ class E4Sharing(AbstractExperiment):
                 for o, m in zip(one, r["mean_domain_size"]["per_seed"], strict=True)
             ]
             r["largest_frac_per_seed"] = [float(v) / n_rings for v in r["largest_domain"]["per_seed"]]
-            # per-seed xi in the two windows the plateau check compares (which seeds carry a drift)
-            x = data[f"{key}/xi_cross"].astype(float)
-            n_w = max(1, int(round(ss["frac"] * t.size)))
-            r["xi_prev_per_seed"] = [float(v) for v in x[:, max(0, t.size - 2 * n_w) : t.size - n_w].mean(1)]
             m = data[f"{key}/xi_cross"].astype(float).mean(0)
             below = np.flatnonzero(m < 0.95 * Lsys)  # <xi> >= 0.95 L from t_xi_L to the end of the run
             r["t_xi_L"] = (
@@ -1517,13 +1513,13 @@ class E4Sharing(AbstractExperiment):
                 if x.get("drift_significant", True):
                     what += f"; NOT a plateau (drift {x['drift']:+.2f} +- {x['drift_sem']:.2f}: still changing)"
                 else:  # fails the tolerance, but the drift is within its error: which seeds move
-                    ch = np.asarray(x["per_seed"]) - np.asarray(r["xi_prev_per_seed"])
+                    ch = np.asarray(x["per_seed"]) - np.asarray(x["prev_per_seed"])
                     j = int(np.argmax(np.abs(ch)))
                     rest = np.delete(np.abs(ch), j)
                     what += (
                         f"; NOT a plateau by the {results['tol']:g} tolerance, but the drift ({x['drift']:+.3f} +- "
                         f"{x['drift_sem']:.3f}) is consistent with 0 and comes from one seed: seed {j} goes from "
-                        f"{r['xi_prev_per_seed'][j]:.1f} to {x['per_seed'][j]:.1f} between the two windows, the "
+                        f"{x['prev_per_seed'][j]:.1f} to {x['per_seed'][j]:.1f} between the two windows, the "
                         f"other seeds change by at most {rest.max() if rest.size else 0.0:.2f}"
                     )
             if r["scheme"] == "S0" and 0 < r["seeds_one_domain"] < r["seeds"]:

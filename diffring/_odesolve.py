@@ -48,7 +48,13 @@ def _held(vector_field, jumps, t, y, inputs):
     the very floats the solver steps to (`jump_ts`), so a stage just before a sample time reads
     that sample's own row (floor((t - t0) / dt) reads the next row at 9 % of sample times, dt 0.01)."""
     i = jnp.searchsorted(jumps, t, side="right", method="scan_unrolled")
-    return vector_field(t, y, None if inputs is None else inputs[i][None])
+    return vector_field(t, y, inputs[i][None])
+
+
+def _weighted(coeffs, ks):
+    """sum_j coeffs[j] ks[j] over the nonzero coefficients, leaf by leaf (a Runge-Kutta stage sum)."""
+    terms = [(w, k) for w, k in zip(coeffs, ks, strict=False) if w != 0]
+    return jax.tree.map(lambda *k: sum(w * kj for (w, _), kj in zip(terms, k, strict=True)), *[k for _, k in terms])
 
 
 class ScanAdjoint(eqx.Module):
@@ -99,9 +105,9 @@ def _rk_step(f, tableau, h, y0, one=None):
         return x if one is None else materialised_div(x, one)
 
     def combine(coeffs, ks):
-        terms = [(w, k) for w, k in zip(coeffs[: len(ks)], ks, strict=True) if w != 0]
-        return jax.tree.map(lambda y, *k: y + h * sum(w * ki for (w, _), ki in zip(terms, k, strict=True)), y0,
-                            *[k for _, k in terms])
+        if not any(coeffs[: len(ks)]):  # a stage evaluated at y0 itself
+            return y0
+        return jax.tree.map(lambda y, k: y + h * k, y0, _weighted(coeffs, ks))
 
     last = max(i for i, w in enumerate(b) if w != 0)
     ks = [keep(f(y0))]
@@ -215,10 +221,12 @@ class ODESolve(AbstractMethod):
         # sample time and restarts just after it (diffrax's `jump_ts`), so no step straddles two
         # samples. ConstantStepSize is left alone: its last stage reads the next sample (ScanAdjoint
         # holds the input; docs/smooth_model.md).
-        jumps = t0 + jnp.arange(1, n_steps).astype(dtype) * jnp.asarray(model.dt, dtype)
-        if inputs is not None and n_steps > 1 and not isinstance(
-                controller, diffrax.ConstantStepSize | diffrax.ClipStepSizeController):
-            controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
+        field = _hoist_thresholds(model).vector_field
+        if inputs is not None:
+            jumps = t0 + jnp.arange(1, n_steps).astype(dtype) * jnp.asarray(model.dt, dtype)
+            field = eqx.Partial(_held, field, jumps)
+            if n_steps > 1 and not isinstance(controller, diffrax.ConstantStepSize | diffrax.ClipStepSizeController):
+                controller = diffrax.ClipStepSizeController(controller, jump_ts=jumps)
         dt0 = self.dt0 if self.dt0 is not None else model.dt
         max_steps = self.max_steps
         if max_steps is None:
@@ -238,7 +246,6 @@ class ODESolve(AbstractMethod):
             return out
 
         saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=fn), diffrax.SubSaveAt(t1=True)])
-        field = eqx.Partial(_held, _hoist_thresholds(model).vector_field, jumps)
         sol = diffrax.diffeqsolve(
             _LaneIndependentTerm(field),
             self.solver,

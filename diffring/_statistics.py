@@ -89,7 +89,7 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
     length): `drift` = (last - previous) / |last|, with `drift_sem` its standard error from the
     per-seed differences; `plateau` is |drift| <= tol; `drift_significant` is |drift| > 2 drift_sem
     (a drift the seeds resolve, however small). Returns mean, sem (over seeds), per_seed, prev_mean,
-    drift, drift_sem, plateau, drift_significant, window, prev_window.
+    prev_per_seed, drift, drift_sem, plateau, drift_significant, window, prev_window.
     """
     t, y = np.asarray(t, float), np.atleast_2d(np.asarray(y, float))
     T = t.size
@@ -100,13 +100,15 @@ def steady_state(t, y, *, frac: float = 0.2, tol: float = 0.05) -> dict:
     prev_mu = float(prev.mean()) if prev.size else math.nan
     drift = (mu - prev_mu) / abs(mu) if mu != 0 else (0.0 if prev_mu == 0 else math.inf)
     S = per_seed.size
-    diff = per_seed - prev.mean(1) if prev.size else np.full(S, math.nan)
+    prev_per_seed = prev.mean(1) if prev.size else None
+    diff = per_seed - prev_per_seed if prev.size else np.full(S, math.nan)
     drift_sem = float(diff.std(ddof=1) / math.sqrt(S) / abs(mu)) if S > 1 and mu != 0 else math.nan
     return {
         "mean": mu,
         "sem": float(per_seed.std(ddof=1) / math.sqrt(S)) if S > 1 else math.nan,
         "per_seed": [float(v) for v in per_seed],
         "prev_mean": prev_mu,
+        "prev_per_seed": None if prev_per_seed is None else [float(v) for v in prev_per_seed],
         "drift": float(drift),
         "drift_sem": drift_sem,
         "plateau": bool(abs(drift) <= tol),
