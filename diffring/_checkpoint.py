@@ -9,10 +9,6 @@ counts as finished only once the manifest, itself replaced atomically after the 
 with its sha256; on load a chunk whose bytes do not match is reported as corrupted and recomputed.
 The manifest also holds a fingerprint of the resolved config, so a checkpoint is never resumed
 with a different config.
-
-Test hook: with the environment variable `DIFFRING_TEST_KILL_AT=n`, the process exits (status
-137, like `kill -9`) during its n-th atomic write, after the temporary file is written and before
-it is renamed.
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from ._errors import DiffringError
 
 MANIFEST = "manifest.json"
 _FORMAT = 1
-_writes = 0  # atomic writes in this process, for the DIFFRING_TEST_KILL_AT hook only
 
 
 def sha256(data: bytes) -> str:
@@ -46,7 +41,6 @@ def fingerprint(obj: Any) -> str:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or all of the new one."""
-    global _writes
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
     try:
@@ -54,10 +48,6 @@ def write_atomic(path: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _writes += 1
-        kill_at = os.environ.get("DIFFRING_TEST_KILL_AT")
-        if kill_at and kill_at.isdigit() and _writes == int(kill_at):
-            os._exit(137)  # test hook: die between the temporary write and the rename
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

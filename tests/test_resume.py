@@ -1,5 +1,5 @@
 """Checkpoint and resume: runs and sweeps killed (SIGKILL from the test, or the
-`DIFFRING_TEST_KILL_AT` hook that dies between a temporary write and its rename) resume to results
+`tests/kill_during_write.py` driver, which dies between a temporary write and its rename) resume to results
 identical bit for bit to an uninterrupted run, and recompute no finished chunk (each manifest entry
 records the session that computed it; the final summary counts computed / reused chunks).
 Injected faults: a truncated checkpoint chunk is detected by its sha256 and recomputed; an
@@ -26,6 +26,7 @@ from diffring._errors import DiffringError
 from diffring._run import run, simulate_segments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(dr.__file__)))
+KILL_DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kill_during_write.py")
 
 RUN = {
     "seed": 1,
@@ -53,12 +54,11 @@ SWEEP = {
 
 
 def _start(args, cwd, kill_at=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "DIFFRING_TEST"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    if kill_at is not None:
-        env["DIFFRING_TEST_KILL_AT"] = str(kill_at)
+    driver = ["-m", "diffring"] if kill_at is None else [KILL_DRIVER, str(kill_at)]
     return subprocess.Popen(
-        [sys.executable, "-m", "diffring", *args, "--quiet"],
+        [sys.executable, *driver, *args, "--quiet"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -77,8 +77,8 @@ def _manifest(ckpt_dir):
 
 def _kill_chain(args, cwd, ckpt_dir, plan, timeout=240):
     """Run `args` once per kill point, then to the end. A kill point is ("hook", n): die during the
-    n-th atomic write of that process; or ("sigkill", k): SIGKILL once k new chunks are finished.
-    Checks after each invocation that no chunk finished before it was recomputed by it."""
+    n-th atomic write of that process (tests/kill_during_write.py); or ("sigkill", k): SIGKILL once
+    k new chunks are finished. Checks after each invocation that no chunk finished before it was recomputed by it."""
     kills = 0
     for i, (kind, n) in enumerate([*plan, ("end", None)]):
         before = _manifest(ckpt_dir)
