@@ -166,7 +166,10 @@ class ODESolve(AbstractMethod):
             raise DiffringError("method.adjoint", type(self.adjoint).__name__,
                                 "expected a diffrax adjoint or diffring.ScanAdjoint()")
 
-    def _run_scan(self, model, state0, inputs, tracker0, t0, n_steps, record):
+    def sample_step(self, model: SmoothRelaxation):
+        """The fixed-step route's step over one sampling interval, `step(state, x) -> (state, True)`:
+        `model.dt / dt0` Runge-Kutta steps of the solver's tableau with the input `x` held. The
+        `ScanAdjoint` route scans it; `Sharded` scans it on each device's block. Returns (step, m)."""
         if not isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
             raise DiffringError("method.stepsize_controller", type(self.stepsize_controller).__name__,
                                 "ScanAdjoint takes fixed steps: expected diffrax.ConstantStepSize()")
@@ -196,8 +199,12 @@ class ODESolve(AbstractMethod):
                 state, _ = jax.lax.scan(lambda y, _: (_rk_step(f, tableau, h, y, one), None), state, None, length=m)
             return state, jnp.asarray(True)
 
+        return step, m
+
+    def _run_scan(self, model, state0, inputs, tracker0, t0, n_steps, record):
+        step, m = self.sample_step(model)
         t, recs, status, state, tracker = _scan_records(
-            net, step, model.dt, state0, inputs, tracker0, t0, n_steps, record, 1, True, self.adjoint.segment
+            model.network, step, model.dt, state0, inputs, tracker0, t0, n_steps, record, 1, True, self.adjoint.segment
         )
         return _solution(t, recs, status, state, tracker, {"num_steps": jnp.asarray(n_steps * m)}, record)
 

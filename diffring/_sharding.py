@@ -2,13 +2,15 @@
 
 `Sharded(mesh)` is a method for `simulate`: it cuts a 2-D lattice's ring grid into (rows, cols)
 blocks, one per device of a `("rows", "cols")` mesh, and runs the whole time loop of `MapScan`
-(`_scan_records`, the same step function) inside one `jax.shard_map` program. Each device holds its
+(`_scan_records`, the same step function), or of `ODESolve`'s fixed-step `ScanAdjoint` route for the
+smooth model (`ODESolve.sample_step`), inside one `jax.shard_map` program. Each device holds its
 block's neurons; every step it receives the neighbouring blocks' boundary outputs with
 `lax.ppermute` (S0: one row/column of `s_out` outputs; S1/S2 and any sparse coupling: the neurons its
 in-neighbour table needs from other blocks), periodic meshes wrap and open edges receive zeros.
 Records are produced per block and put back in global neuron order; `R`, `reduce` and `observe`
 see the gathered global phases/state at record times only. Every neuron's update is the same
-floating-point expression as on one device, so results are bit for bit the single-device ones.
+floating-point expression as on one device, so discrete-map results are bit for bit the
+single-device ones (smooth-model results to rounding: XLA fuses the two programs differently).
 
 `shard_batch(mesh, tree)` places the leading (batch) axis of arrays over all devices of a mesh;
 `simulate_batch` on such arrays compiles to one program per device with no cross-device traffic.
@@ -30,8 +32,10 @@ from ._coupling import AbstractCoupling, LatticeS0Coupling, SparseCoupling
 from ._errors import DiffringError, check_int
 from ._models import DiscreteMap, State
 from ._network import Network, Rings
+from ._odesolve import ODESolve, ScanAdjoint
 from ._phases import order_parameter
 from ._simulate import AbstractMethod, MapScan, Record, _scan_records, _solution
+from ._smooth import SmoothRelaxation
 
 AXES = ("rows", "cols")
 
@@ -250,13 +254,16 @@ def _plan_sparse(network: Network, grid, mesh_shape) -> ShardPlan:
     probe_glob = np.where(ring >= 0, probes[np.maximum(ring, 0)], -1)
 
     gidx = np.asarray(network.coupling.index)
-    gw = np.asarray(network.coupling.weight)
+    gw = network.coupling.weight
+    # Traced weights (a gradient with respect to them): every slot counts, so that d u / d w reads
+    # the right neuron for zero weights too; the extra halo entries carry values multiplied by 0.
+    nonzero = np.ones(gidx.shape, bool) if isinstance(gw, jax.core.Tracer) else np.asarray(gw) != 0
     k = gidx.shape[1]
     dev_r, dev_c = np.divmod(np.arange(D), C)
     # Halo needs: (receiver d, neuron j) for every nonzero slot whose presynaptic neuron is remote.
     post = np.repeat(np.arange(n), k)
     pre = gidx.reshape(-1)
-    live = (gw.reshape(-1) != 0) & (owner[pre] != owner[post])
+    live = nonzero.reshape(-1) & (owner[pre] != owner[post])
     need_d, need_j = owner[post[live]], pre[live]
     key = np.unique(need_d * n + need_j)
     need_d, need_j = key // n, key % n  # sorted by receiver, then neuron id
@@ -284,7 +291,7 @@ def _plan_sparse(network: Network, grid, mesh_shape) -> ShardPlan:
         rows_d = neuron[d]
         okr = rows_d >= 0
         g = gidx[rows_d[okr]]
-        wz = gw[rows_d[okr]] != 0
+        wz = nonzero[rows_d[okr]]
         loc = np.where(owner[g] == d, lpos[g], 0)
         remote = wz & (owner[g] != d)
         for i, s in zip(*np.nonzero(remote), strict=True):
@@ -377,28 +384,47 @@ class _Layout(eqx.Module):
 class Sharded(AbstractMethod):
     """Run a lattice split over a `("rows", "cols")` device mesh (see `lattice_mesh`).
 
-    Steps `DiscreteMap` exactly as `method` (a `MapScan`) does, inside one `shard_map` program with
-    halo exchange each step; results equal the single-device run bit for bit. `simulate` calls
-    `resolve`, which builds the `ShardPlan` from the concrete network (the plan depends on the
-    connectivity only). The grid must divide into equal blocks; S0 lattices must be 2-D.
+    Steps the model exactly as `method` does on one device, inside one `shard_map` program with halo
+    exchange at every evaluation of W o: `DiscreteMap` with a `MapScan`, or `SmoothRelaxation` with
+    the fixed-step, differentiable route `ODESolve(stepsize_controller=ConstantStepSize(),
+    adjoint=ScanAdjoint())` (reverse mode goes through the halo exchange: the transpose of a
+    `ppermute` is the opposite `ppermute`). `simulate` calls `resolve`, which builds the `ShardPlan`
+    from the concrete network (the plan depends on the connectivity only). The grid must divide
+    into equal blocks; S0 lattices must be 2-D.
     """
 
     mesh: Mesh = eqx.field(static=True)
-    method: MapScan = MapScan()
+    method: MapScan | ODESolve = MapScan()
     plan: ShardPlan | None = None
 
     def __check_init__(self):
         if not isinstance(self.mesh, Mesh) or tuple(self.mesh.axis_names) != AXES:
             raise DiffringError("method.mesh", self.mesh, f"expected a jax Mesh with axes {AXES} (lattice_mesh)")
-        if not isinstance(self.method, MapScan):
-            raise DiffringError("method.method", type(self.method).__name__, "Sharded wraps a MapScan")
+        if isinstance(self.method, ODESolve):
+            if not isinstance(self.method.adjoint, ScanAdjoint):
+                raise DiffringError("method.method.adjoint", type(self.method.adjoint).__name__,
+                                    "Sharded runs ODESolve's fixed-step route: expected adjoint=ScanAdjoint() "
+                                    "with stepsize_controller=diffrax.ConstantStepSize()")
+        elif not isinstance(self.method, MapScan):
+            raise DiffringError("method.method", type(self.method).__name__,
+                                "Sharded wraps a MapScan (DiscreteMap) or ODESolve(adjoint=ScanAdjoint()) "
+                                "(SmoothRelaxation)")
+
+    def _check_model(self, model):
+        want = SmoothRelaxation if isinstance(self.method, ODESolve) else DiscreteMap
+        if not isinstance(model, want):
+            raise DiffringError("method", "Sharded", f"Sharded({type(self.method).__name__}) steps {want.__name__}, "
+                                                     f"not {type(model).__name__}")
 
     def resolve(self, model, state0, inputs) -> Sharded:
-        if not isinstance(model, DiscreteMap):
-            raise DiffringError("method", "Sharded", f"Sharded steps DiscreteMap, not {type(model).__name__}")
+        self._check_model(model)
         if state0.v.ndim != 1:
             raise DiffringError("method", "Sharded", "shards one lattice (simulate); for batches use shard_batch")
-        method = self.method.resolve(model, state0, inputs)
+        method = self.method
+        if isinstance(method, MapScan):
+            method = method.resolve(model, state0, inputs)
+        else:
+            method.sample_step(model)  # validates dt0 and the solver before any work
         plan = self.plan
         if plan is None:
             plan = shard_plan(model.network, tuple(self.mesh.devices.shape))
@@ -407,8 +433,7 @@ class Sharded(AbstractMethod):
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
         if self.plan is None:
             raise DiffringError("method", "Sharded", "unresolved: call through simulate, or method.resolve(model, ...)")
-        if not isinstance(model, DiscreteMap):
-            raise DiffringError("method", "Sharded", f"Sharded steps DiscreteMap, not {type(model).__name__}")
+        self._check_model(model)
         plan, net, mesh = self.plan, model.network, self.mesh
         dev = P(AXES)
         rep = P()
@@ -435,7 +460,10 @@ class Sharded(AbstractMethod):
         if plan.block is None:
             glob.update(ring_pos=plan.ring_pos, neuron_pos=plan.neuron_pos)
         need_global = record.reduce is not None or record.observe is not None
-        unroll, checkpoint, segment = self.method.unroll, self.method.checkpoint, self.method.segment
+        if isinstance(self.method, ODESolve):
+            unroll, checkpoint, segment = 1, True, self.method.adjoint.segment
+        else:
+            unroll, checkpoint, segment = self.method.unroll, self.method.checkpoint, self.method.segment
 
         def body(p, tr, tb, g, x, t0_):
             p = {k: (v if jnp.ndim(v) == 0 else v[0]) for k, v in p.items()}
@@ -510,9 +538,10 @@ class Sharded(AbstractMethod):
             else:
                 lrec = Record(every=record.every, fields=(), phases=False, reduce=reduce)
             state0_l = State(p["v"], p["o"])
+            step = self.method.sample_step(lmodel)[0] if isinstance(self.method, ODESolve) else lmodel.make_step()
             args = (
                 lnet,
-                lmodel.make_step(),
+                step,
                 model.dt,
                 state0_l,
                 x,

@@ -2,6 +2,7 @@
 
     python tests/_sharding_worker.py lattices            # sharded vs single device, 2/4/8 devices
     python tests/_sharding_worker.py batch               # shard_batch vs unsharded simulate_batch
+    python tests/_sharding_worker.py smooth              # SmoothRelaxation (ScanAdjoint): values and gradients
     python tests/_sharding_worker.py multihost PORT ID   # one of 2 processes (jax.distributed)
 
 Prints one JSON line per case on stdout: {"case": ..., "equal": {field: bool}, ...}.
@@ -171,6 +172,59 @@ def configs():
     print(json.dumps({"case": "config-errors", "errors": errors}), flush=True)
 
 
+def smooth():
+    """The smooth model's fixed-step route, sharded vs one device: records, the loss, its gradient
+    with respect to every parameter of the model, and a central difference in eps through the
+    sharded run. Runs are short: rounding differences (XLA fuses the sharded program differently)
+    are amplified by the dynamics over longer runs (docs/gradients.md, "Conditioning")."""
+    import diffrax
+    import equinox as eqx
+
+    ode = dr.ODESolve(
+        solver=diffrax.Tsit5(), stepsize_controller=diffrax.ConstantStepSize(), dt0=0.025,
+        adjoint=dr.ScanAdjoint(segment=4),
+    )
+    record = dr.Record(every=10, which="all")
+    for scheme, boundary, mesh_shape, n_steps in (("S0", "periodic", (2, 2), 60), ("S1", "open", (2, 1), 40)):
+        net = dr.lattice((4, 4), 6 if scheme == "S0" else 4, scheme=scheme, boundary=boundary, eps=0.3)
+        model = dr.SmoothRelaxation(net, dt=0.05, beta=30.0, eps_o=0.05)
+        s0 = dr.init.random_phase(net, jax.random.key(2))
+        weights = jnp.linspace(0.0, 1.0, net.n_neurons)
+        sharded = dr.Sharded(dr.lattice_mesh(*mesh_shape), method=ode).resolve(model, s0, None)
+
+        def loss(m, method, weights=weights, s0=s0, n_steps=n_steps):
+            sol = dr.simulate(m, s0, n_steps=n_steps, record=record, method=method)
+            return jnp.sum(sol.o[-1] * weights) + jnp.mean(sol.v**2), sol
+
+        grad = eqx.filter_value_and_grad(loss, has_aux=True)
+        (l1, a), g1 = grad(model, ode)
+        (l2, b), g2 = grad(model, sharded)
+        rel = {}
+        for path, x in jax.tree_util.tree_leaves_with_path(g1):
+            y = [v for p, v in jax.tree_util.tree_leaves_with_path(g2) if p == path][0]
+            if jax.tree_util.keystr(path) == ".network.coupling.weight":
+                # Unused slots (weight 0, index 0) are not connections: the single-device gradient
+                # there reads neuron 0, the sharded plan (built from concrete weights) skips them.
+                x, y = (jnp.where(net.coupling.weight != 0, z, 0.0) for z in (x, y))
+            scale = float(jnp.max(jnp.abs(x)))
+            rel[jax.tree_util.keystr(path)] = float(jnp.max(jnp.abs(x - y))) / scale if scale else float(jnp.max(y))
+        case = {
+            "case": f"smooth-{scheme}-{boundary}-{mesh_shape[0]}x{mesh_shape[1]}",
+            "loss": [float(l1), float(l2)],
+            "records_rel": max(float(jnp.max(jnp.abs(getattr(a, f) - getattr(b, f)))) for f in ("v", "o")),
+            "equal": {"R": bool(np.allclose(a.R, b.R, rtol=0, atol=1e-12)),
+                      "status": bool(np.all(a.status == b.status))},
+            "grad_rel": rel,
+            "v_range": float(jnp.max(a.v) - jnp.min(a.v)),
+        }
+        if scheme == "S0":
+            h = 1e-6
+            at = lambda e, model=model: eqx.tree_at(lambda m: m.network.coupling.eps, model, jnp.asarray(e))  # noqa: E731
+            fd = (loss(at(0.3 + h), sharded)[0] - loss(at(0.3 - h), sharded)[0]) / (2 * h)
+            case["eps"] = {"grad_sharded": float(g2.network.coupling.eps), "fd_sharded": float(fd)}
+        print(json.dumps(case), flush=True)
+
+
 def multihost(port, pid):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -210,6 +264,8 @@ if __name__ == "__main__":
     elif mode == "batch":
         batch()
         configs()
+    elif mode == "smooth":
+        smooth()
     elif mode == "multihost":
         multihost(int(sys.argv[2]), int(sys.argv[3]))
     else:
