@@ -655,17 +655,30 @@ def build_model(cfg: Mapping, network):
                 "euler has no error estimate: set model.adaptive: false "
                 "or choose one of " + ", ".join(s for s in SOLVERS if s != "euler"),
             )
-        controller = None if m["adaptive"] else diffrax.ConstantStepSize()
         model = dr.SmoothRelaxation(network, m["dt"], m["beta"], m["eps_o"], m["corrected"])
-        method = dr.ODESolve(
-            solver=solver,
-            stepsize_controller=controller,
-            dt0=m["dt0"],
-            rtol=m["rtol"],
-            atol=m["atol"],
-            max_steps=m["max_steps"],
-            checkpoints=m["checkpoints"],
-        )
+        if m["adaptive"]:
+            method = dr.ODESolve(
+                solver=solver,
+                dt0=m["dt0"],
+                rtol=m["rtol"],
+                atol=m["atol"],
+                max_steps=m["max_steps"],
+                checkpoints=m["checkpoints"],
+            )
+            return model, method
+        # Fixed steps: ODESolve's ScanAdjoint route, whose steps hold each input sample over its
+        # interval (so a run cut into segments follows the same steps as one solve) and which
+        # `run.mesh` can shard. It needs dt / dt0 whole; max_steps and checkpoints are adaptive-only.
+        dt0 = m["dt"] if m["dt0"] is None else m["dt0"]
+        k = round(m["dt"] / dt0)
+        if k < 1 or abs(k * dt0 - m["dt"]) > 1e-9 * m["dt"]:
+            raise DiffringError("model.dt0", dt0, f"with model.adaptive: false, model.dt ({m['dt']}) / dt0 must be "
+                                                  "a whole number")
+        for key in ("max_steps", "checkpoints"):
+            if m[key] is not None:
+                raise DiffringError(f"model.{key}", m[key], "applies to model.adaptive: true only; remove it")
+        method = dr.ODESolve(solver=solver, stepsize_controller=diffrax.ConstantStepSize(), dt0=dt0,
+                             adjoint=dr.ScanAdjoint())
         return model, method
     raise AssertionError(kind)
 

@@ -621,8 +621,9 @@ def shard_batch(mesh: Mesh, tree):
 
 def apply_mesh(mesh_shape, model, method, state0, inputs):
     """What `run.mesh: [rows, cols]` does to a built run: one member is sharded as a lattice
-    (`Sharded`, wrapping `method` if it is a `MapScan`); a batch (state0 of shape (B, n)) is split
-    over the same rows * cols devices (`shard_batch`). Returns (method, state0, inputs)."""
+    (`Sharded`, wrapping `method`: a `MapScan`, or the smooth model's fixed-step `ODESolve`); a batch
+    (state0 of shape (B, n)) is split over the same rows * cols devices (`shard_batch`).
+    Returns (method, state0, inputs)."""
     if isinstance(mesh_shape, str) or not hasattr(mesh_shape, "__len__") or len(mesh_shape) != 2:
         raise DiffringError("run.mesh", mesh_shape, "expected [rows, cols]")
     mesh = lattice_mesh(*mesh_shape)
@@ -631,11 +632,14 @@ def apply_mesh(mesh_shape, model, method, state0, inputs):
         if inputs is not None and jnp.ndim(inputs) == 3:
             inputs = shard_batch(mesh, inputs)
         return method, state0, inputs
-    if not isinstance(model, DiscreteMap):
-        raise DiffringError(
-            "run.mesh", list(mesh_shape), f"sharded lattices step model.kind discrete, not {type(model).__name__}"
-        )
-    if method is not None and not isinstance(method, MapScan):
+    if isinstance(model, SmoothRelaxation):
+        if not (isinstance(method, ODESolve) and isinstance(method.adjoint, ScanAdjoint)):
+            raise DiffringError("run.mesh", list(mesh_shape), "a sharded smooth lattice takes fixed steps: set "
+                                                              "model.adaptive: false")
+    elif not isinstance(model, DiscreteMap):
+        raise DiffringError("run.mesh", list(mesh_shape),
+                            f"sharded lattices step model.kind discrete or smooth, not {type(model).__name__}")
+    elif method is not None and not isinstance(method, MapScan):
         raise DiffringError("run.mesh", list(mesh_shape), f"sharded lattices wrap MapScan, not {type(method).__name__}")
     shard_plan(model.network, mesh_shape)  # validate now, before any work
     return Sharded(mesh, method=method or MapScan()), state0, inputs

@@ -272,6 +272,12 @@ def test_build_model_kinds():
     import diffrax
 
     assert isinstance(method.stepsize_controller, diffrax.ConstantStepSize)
+    assert isinstance(method.adjoint, dr.ScanAdjoint)  # fixed steps: the route that holds each input sample
+    for key, value, match in (("dt0", 0.003, r"model\.dt0.*whole number"), ("checkpoints", 4, r"model\.checkpoints")):
+        bad = resolve({"network": {"kind": "ring", "size": 4},
+                       "model": {"kind": "smooth", "dt": 0.01, "adaptive": False, key: value}})
+        with pytest.raises(dr.DiffringError, match=match):
+            build_model(bad, build_network(bad))
     cfg = resolve({"network": {"kind": "ring"}, "model": {"kind": "discrete", "threshold": "sigmoid"}})
     model, method = build_model(cfg, build_network(cfg))
     assert isinstance(model.threshold, dr.SigmoidSurrogate) and method is None

@@ -99,9 +99,12 @@ def _check_lattice_cases(tmp_path, quick):
 def test_sharded_batch_equal_unsharded_without_traffic(tmp_path):
     """simulate_batch on shard_batch'ed states (and a sharded eps sweep) equals the unsharded batch
     bit for bit, and the compiled 8-way programs contain no collective at all. `run.mesh` through
-    the `diffring run` build path (one lattice; a batch) equals the run without it."""
+    the `diffring run` build path (one lattice; a batch) equals the run without it (bit for bit; the
+    smooth model's fixed-step route to rounding)."""
     cases = _run_worker(["batch"], 8, f"--xla_dump_to={tmp_path} --xla_dump_hlo_pass_re=^$")
-    assert [c["case"] for c in cases] == ["batch", "batch-sweep", "config-lattice", "config-batch", "config-errors"]
+    assert [c["case"] for c in cases] == [
+        "batch", "batch-sweep", "config-lattice", "config-batch", "config-smooth", "config-errors"
+    ]
     for c in cases[:-1]:
         assert all(c["equal"].values()), c
     # run.mesh in a config: validated when built, with one-line errors naming the field.
