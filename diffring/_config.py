@@ -669,16 +669,18 @@ def build_model(cfg: Mapping, network):
         # Fixed steps: ODESolve's ScanAdjoint route, whose steps hold each input sample over its
         # interval (so a run cut into segments follows the same steps as one solve) and which
         # `run.mesh` can shard. It needs dt / dt0 whole; max_steps and checkpoints are adaptive-only.
-        dt0 = m["dt"] if m["dt0"] is None else m["dt0"]
-        k = round(m["dt"] / dt0)
-        if k < 1 or abs(k * dt0 - m["dt"]) > 1e-9 * m["dt"]:
-            raise DiffringError("model.dt0", dt0, f"with model.adaptive: false, model.dt ({m['dt']}) / dt0 must be "
-                                                  "a whole number")
         for key in ("max_steps", "checkpoints"):
             if m[key] is not None:
                 raise DiffringError(f"model.{key}", m[key], "applies to model.adaptive: true only; remove it")
-        method = dr.ODESolve(solver=solver, stepsize_controller=diffrax.ConstantStepSize(), dt0=dt0,
+        method = dr.ODESolve(solver=solver, stepsize_controller=diffrax.ConstantStepSize(), dt0=m["dt0"],
                              adjoint=dr.ScanAdjoint())
+        try:
+            method.sample_step(model)
+        except DiffringError as e:  # the library names its own argument; the config's field is model.dt0
+            if e.field != "method.dt0":
+                raise
+            raise DiffringError("model.dt0", e.value, f"with model.adaptive: false, model.dt ({m['dt']}) / dt0 "
+                                                      "must be a whole number") from None
         return model, method
     raise AssertionError(kind)
 
