@@ -107,12 +107,16 @@ def _rows(y):
     return (y.v, y.o) if isinstance(y, State) else (y[0], y[1])
 
 
-def _rms(e, scale):
+def _rms(e, scale, allsum=None):
     """Root mean square of `e / scale` over every element. Summed part by part (v, then o): XLA
     reduces a (2, n) array in a different order under vmap, which would break the bit-for-bit
-    equality of a batch and its single runs."""
+    equality of a batch and its single runs. `allsum`: a sum over the devices of a sharded lattice
+    (`Sharded`), so every device takes the same steps."""
     r = _rows(jax.tree.map(lambda a, b: a / b, e, scale))
-    return jnp.sqrt((jnp.sum(r[0] * r[0]) + jnp.sum(r[1] * r[1])) / (r[0].size + r[1].size))
+    squares, size = jnp.sum(r[0] * r[0]) + jnp.sum(r[1] * r[1]), r[0].size + r[1].size
+    if allsum is not None:
+        squares, size = allsum(squares), allsum(jnp.asarray(size, squares.dtype))
+    return jnp.sqrt(squares / size)
 
 
 def _is_number(x):
@@ -178,6 +182,12 @@ class AdaptiveRK(AbstractMethod):
             raise DiffringError("method.factor_max", self.factor_max, "expected a number > 1")
 
     def run(self, model, state0, inputs, tracker0, t0, n_steps, record):
+        return _solution(*self.integrate(model, state0, inputs, tracker0, t0, n_steps, record), record)
+
+    def integrate(self, model, state0, inputs, tracker0, t0, n_steps, record, allsum=None):
+        """`run` before packing: (t, records, status, state, tracker, stats). `allsum` (a sum over
+        devices) makes the error norm and the finiteness checks global: `Sharded` runs this on each
+        block of a lattice, and every device then takes the same steps."""
         if not isinstance(model, SmoothRelaxation):
             raise DiffringError(
                 "method", "AdaptiveRK", f"AdaptiveRK integrates SmoothRelaxation, not {type(model).__name__}"
@@ -228,7 +238,11 @@ class AdaptiveRK(AbstractMethod):
             return jax.tree.map(lambda a, b: atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y0, y1)
 
         def finite(y):
-            return jnp.all(jnp.isfinite(_rows(y)[0])) & jnp.all(jnp.isfinite(_rows(y)[1]))
+            ok = jnp.all(jnp.isfinite(_rows(y)[0])) & jnp.all(jnp.isfinite(_rows(y)[1]))
+            return ok if allsum is None else allsum((~ok).astype(jnp.int32)) == 0
+
+        def rms(e, sc):
+            return _rms(e, sc, allsum)
 
         y0 = jnp.stack([state0.v, state0.o]) if packed else state0
         x_first = None if xs is None else xs[0, 0]
@@ -237,10 +251,10 @@ class AdaptiveRK(AbstractMethod):
         if self.dt0 is None:
             # Hairer, Norsett and Wanner (II.4), as scipy.integrate's select_initial_step.
             sc = scale(y0, y0)
-            d0, d1 = _rms(y0, sc), _rms(k0, sc)
+            d0, d1 = rms(y0, sc), rms(k0, sc)
             h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), cast(1e-6), 0.01 * d0 / d1)
             k1 = f(jax.tree.map(lambda a, b: a + h0 * b, y0, k0), x_first)
-            d2 = _rms(jax.tree.map(lambda a, b: a - b, k1, k0), sc) / h0
+            d2 = rms(jax.tree.map(lambda a, b: a - b, k1, k0), sc) / h0
             dmax = jnp.maximum(d1, d2)
             h1 = jnp.where(dmax <= 1e-15, jnp.maximum(cast(1e-6), h0 * 1e-3), (0.01 / dmax) ** (1 / q))
             h_start = jnp.minimum(100 * h0, h1)
@@ -271,7 +285,7 @@ class AdaptiveRK(AbstractMethod):
                     yi = stage(y, h, tab.a[i], ks, one)
                 ks.append(f(yi, x))
             y1 = yi  # the last stage is evaluated at the new solution
-            e = _rms(jax.tree.map(lambda a: h * a, _weighted(tab.b_error, ks)), scale(y, y1))
+            e = rms(jax.tree.map(lambda a: h * a, _weighted(tab.b_error, ks)), scale(y, y1))
             ok_e = jnp.isfinite(e)
             accept = e <= 1  # False for NaN
             e_pos = jnp.maximum(e, jnp.finfo(dtype).tiny)
@@ -333,4 +347,4 @@ class AdaptiveRK(AbstractMethod):
         status = jnp.where(ok, jnp.where(failed, STATUS_SOLVER_FAILURE, STATUS_OK), STATUS_NONFINITE)
         status = jnp.where(finite0, status, STATUS_NONFINITE).astype(jnp.int32)
         stats = {"num_steps": n_all, "num_accepted": n_acc}
-        return _solution(t, recs, status, state, tracker, stats, record)
+        return t, recs, status, state, tracker, stats

@@ -28,6 +28,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, Int
 
+from ._adaptive import AdaptiveRK
 from ._coupling import AbstractCoupling, LatticeS0Coupling, SparseCoupling
 from ._errors import DiffringError, check_int
 from ._models import DiscreteMap, State
@@ -384,17 +385,18 @@ class _Layout(eqx.Module):
 class Sharded(AbstractMethod):
     """Run a lattice split over a `("rows", "cols")` device mesh (see `lattice_mesh`).
 
-    Steps the model exactly as `method` does on one device, inside one `shard_map` program with halo
-    exchange at every evaluation of W o: `DiscreteMap` with a `MapScan`, or `SmoothRelaxation` with
-    the fixed-step, differentiable route `ODESolve(stepsize_controller=ConstantStepSize(),
+    Steps the model as `method` does on one device, inside one `shard_map` program with halo
+    exchange at every evaluation of W o: `DiscreteMap` with a `MapScan`; `SmoothRelaxation` with the
+    fixed-step, differentiable route `ODESolve(stepsize_controller=ConstantStepSize(),
     adjoint=ScanAdjoint())` (reverse mode goes through the halo exchange: the transpose of a
-    `ppermute` is the opposite `ppermute`). `simulate` calls `resolve`, which builds the `ShardPlan`
-    from the concrete network (the plan depends on the connectivity only). The grid must divide
-    into equal blocks; S0 lattices must be 2-D.
+    `ppermute` is the opposite `ppermute`) or with `AdaptiveRK` (forward only; its error norm is
+    summed over all devices, so every block takes the same steps). `simulate` calls `resolve`, which
+    builds the `ShardPlan` from the concrete network (the plan depends on the connectivity only).
+    The grid must divide into equal blocks; S0 lattices must be 2-D.
     """
 
     mesh: Mesh = eqx.field(static=True)
-    method: MapScan | ODESolve = MapScan()
+    method: MapScan | ODESolve | AdaptiveRK = MapScan()
     plan: ShardPlan | None = None
 
     def __check_init__(self):
@@ -405,13 +407,13 @@ class Sharded(AbstractMethod):
                 raise DiffringError("method.method.adjoint", type(self.method.adjoint).__name__,
                                     "Sharded runs ODESolve's fixed-step route: expected adjoint=ScanAdjoint() "
                                     "with stepsize_controller=diffrax.ConstantStepSize()")
-        elif not isinstance(self.method, MapScan):
+        elif not isinstance(self.method, MapScan | AdaptiveRK):
             raise DiffringError("method.method", type(self.method).__name__,
-                                "Sharded wraps a MapScan (DiscreteMap) or ODESolve(adjoint=ScanAdjoint()) "
-                                "(SmoothRelaxation)")
+                                "Sharded wraps a MapScan (DiscreteMap), ODESolve(adjoint=ScanAdjoint()) or "
+                                "AdaptiveRK (SmoothRelaxation)")
 
     def _check_model(self, model):
-        want = SmoothRelaxation if isinstance(self.method, ODESolve) else DiscreteMap
+        want = DiscreteMap if isinstance(self.method, MapScan) else SmoothRelaxation
         if not isinstance(model, want):
             raise DiffringError("method", "Sharded", f"Sharded({type(self.method).__name__}) steps {want.__name__}, "
                                                      f"not {type(model).__name__}")
@@ -423,7 +425,7 @@ class Sharded(AbstractMethod):
         method = self.method
         if isinstance(method, MapScan):
             method = method.resolve(model, state0, inputs)
-        else:
+        elif isinstance(method, ODESolve):
             method.sample_step(model)  # validates dt0 and the solver before any work
         plan = self.plan
         if plan is None:
@@ -462,7 +464,7 @@ class Sharded(AbstractMethod):
         need_global = record.reduce is not None or record.observe is not None
         if isinstance(self.method, ODESolve):
             unroll, checkpoint, segment = 1, True, self.method.adjoint.segment
-        else:
+        elif isinstance(self.method, MapScan):
             unroll, checkpoint, segment = self.method.unroll, self.method.checkpoint, self.method.segment
 
         def body(p, tr, tb, g, x, t0_):
@@ -538,24 +540,16 @@ class Sharded(AbstractMethod):
             else:
                 lrec = Record(every=record.every, fields=(), phases=False, reduce=reduce)
             state0_l = State(p["v"], p["o"])
-            step = self.method.sample_step(lmodel)[0] if isinstance(self.method, ODESolve) else lmodel.make_step()
-            args = (
-                lnet,
-                step,
-                model.dt,
-                state0_l,
-                x,
-                tr,
-                t0_,
-                n_steps,
-                lrec,
-                unroll,
-                checkpoint,
-                segment,
-            )
-            # The plain (v, o) carry: the sign-packed one needs the model's packed step over the
-            # coupling's layout, which the per-block halo couplings do not have.
-            t, recs, status, state, tracker = _scan_records(*args)
+            if isinstance(self.method, AdaptiveRK):
+                t, recs, status, state, tracker, _ = self.method.integrate(
+                    lmodel, state0_l, x, tr, t0_, n_steps, lrec, allsum=lambda a: lax.psum(a, AXES)
+                )
+            else:
+                step = self.method.sample_step(lmodel)[0] if isinstance(self.method, ODESolve) else lmodel.make_step()
+                args = (lnet, step, model.dt, state0_l, x, tr, t0_, n_steps, lrec, unroll, checkpoint, segment)
+                # The plain (v, o) carry: the sign-packed one needs the model's packed step over the
+                # coupling's layout, which the per-block halo couplings do not have.
+                t, recs, status, state, tracker = _scan_records(*args)
             mine = recs["observed"] if record.phases else recs["reduced"]
             loc = dict(mine["loc"])
             if record.phases:

@@ -120,12 +120,20 @@ def test_sharded_batch_equal_unsharded_without_traffic(tmp_path):
 
 def test_sharded_smooth_values_and_gradients(tmp_path):
     """SmoothRelaxation through `Sharded(mesh, ODESolve(..., adjoint=ScanAdjoint()))` on 4 and 2
-    simulated devices (S0 periodic, S1 open): records and loss equal the one-device run to rounding,
+    simulated devices (S0 periodic, S1 open; and `AdaptiveRK`, forward, at rtol 1e-10, the S1 case
+    driven by inputs: equal to one device to 1e-7): records and loss equal the one-device run to rounding,
     the reverse-mode gradient with respect to every model parameter (eps, tau, thresholds, sparse
     weights) too, and on S0 the sharded gradient in eps matches a central difference of the sharded
     run. The sharded programs (forward and reverse) exchange halos."""
     cases = _run_worker(["smooth"], 4, f"--xla_dump_to={tmp_path} --xla_dump_hlo_pass_re=^$")
-    assert [c["case"] for c in cases] == ["smooth-S0-periodic-2x2", "smooth-S1-open-2x1"]
+    assert [c["case"] for c in cases] == [
+        "smooth-S0-periodic-2x2", "adaptive-S0-periodic-2x2", "smooth-S1-open-2x1", "adaptive-S1-open-2x1"
+    ]
+    adaptive = [c for c in cases if c["case"].startswith("adaptive")]
+    cases = [c for c in cases if c["case"].startswith("smooth")]
+    for c in adaptive:  # AdaptiveRK at rtol = atol = 1e-10: equal to one device to the tolerance
+        assert c["status"] == [0, 0] and c["steps"] > 100 and c["max_diff"] < 1e-7, c
+    assert adaptive[1]["inputs_matter"] > 1e-3, adaptive[1]  # the S1 case is driven by its inputs
     for c in cases:
         assert c["v_range"] > 0.5, c  # the run is not trivial: v moves over the run
         assert all(c["equal"].values()), c
@@ -251,8 +259,10 @@ def test_sharding_validation():
         dr.simulate(dr.DiscreteMap(net), s0, n_steps=10, method=dr.Sharded(mesh, method=ode))
     with pytest.raises(DiffringError, match=r"method\.method\.adjoint.*ScanAdjoint"):
         dr.Sharded(mesh, method=dr.ODESolve())
-    with pytest.raises(DiffringError, match=r"method\.method.*AdaptiveRK"):
-        dr.Sharded(mesh, method=dr.AdaptiveRK())
+    with pytest.raises(DiffringError, match=r"method\.method.*Sharded wraps a MapScan"):
+        dr.Sharded(mesh, method=dr.Record())
+    with pytest.raises(DiffringError, match=r"method.*Sharded\(AdaptiveRK\) steps SmoothRelaxation, not DiscreteMap"):
+        dr.simulate(dr.DiscreteMap(net), s0, n_steps=10, method=dr.Sharded(mesh, method=dr.AdaptiveRK()))
     with pytest.raises(DiffringError, match=r"method\.stepsize_controller"):
         dr.simulate(dr.SmoothRelaxation(net), s0, n_steps=10,
                     method=dr.Sharded(mesh, method=dr.ODESolve(adjoint=dr.ScanAdjoint())))
