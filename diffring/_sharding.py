@@ -462,10 +462,6 @@ class Sharded(AbstractMethod):
         if plan.block is None:
             glob.update(ring_pos=plan.ring_pos, neuron_pos=plan.neuron_pos)
         need_global = record.reduce is not None or record.observe is not None
-        if isinstance(self.method, ODESolve):
-            unroll, checkpoint, segment = 1, True, self.method.adjoint.segment
-        elif isinstance(self.method, MapScan):
-            unroll, checkpoint, segment = self.method.unroll, self.method.checkpoint, self.method.segment
 
         def body(p, tr, tb, g, x, t0_):
             p = {k: (v if jnp.ndim(v) == 0 else v[0]) for k, v in p.items()}
@@ -540,16 +536,7 @@ class Sharded(AbstractMethod):
             else:
                 lrec = Record(every=record.every, fields=(), phases=False, reduce=reduce)
             state0_l = State(p["v"], p["o"])
-            if isinstance(self.method, AdaptiveRK):
-                t, recs, status, state, tracker, _ = self.method.integrate(
-                    lmodel, state0_l, x, tr, t0_, n_steps, lrec, allsum=lambda a: lax.psum(a, AXES)
-                )
-            else:
-                step = self.method.sample_step(lmodel)[0] if isinstance(self.method, ODESolve) else lmodel.make_step()
-                args = (lnet, step, model.dt, state0_l, x, tr, t0_, n_steps, lrec, unroll, checkpoint, segment)
-                # The plain (v, o) carry: the sign-packed one needs the model's packed step over the
-                # coupling's layout, which the per-block halo couplings do not have.
-                t, recs, status, state, tracker = _scan_records(*args)
+            t, recs, status, state, tracker = _block_loop(self.method, lmodel, state0_l, x, tr, t0_, n_steps, lrec)
             mine = recs["observed"] if record.phases else recs["reduced"]
             loc = dict(mine["loc"])
             if record.phases:
@@ -579,6 +566,21 @@ class Sharded(AbstractMethod):
         s = loc["status"]
         status = jnp.where(jnp.any(s == 1), 1, jnp.where(jnp.any(s == 2), 2, 0)).astype(jnp.int32)
         return _solution(glb["t"], recs, status, state, tracker, {}, record)
+
+
+def _block_loop(method, model, state0, x, tracker0, t0, n_steps, record):
+    """One device's time loop inside `Sharded`'s `shard_map`, as `method` runs it on one device:
+    (t, records, status, state, tracker). `model.network` is the block's network with halo coupling."""
+    if isinstance(method, AdaptiveRK):  # the error norm summed over devices: every block takes the same steps
+        out = method.integrate(model, state0, x, tracker0, t0, n_steps, record, allsum=lambda a: lax.psum(a, AXES))
+        return out[:5]
+    if isinstance(method, ODESolve):
+        step, loop = method.sample_step(model)[0], (1, True, method.adjoint.segment)
+    else:
+        step, loop = model.make_step(), (method.unroll, method.checkpoint, method.segment)
+    # The plain (v, o) carry: the sign-packed one needs the model's packed step over the coupling's
+    # layout, which the per-block halo couplings do not have.
+    return _scan_records(model.network, step, model.dt, state0, x, tracker0, t0, n_steps, record, *loop)
 
 
 def _spread(x, mesh, axis):
