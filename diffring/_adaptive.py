@@ -114,8 +114,8 @@ def _rms(e, scale, allsum=None):
     (`Sharded`), so every device takes the same steps."""
     r = _rows(jax.tree.map(lambda a, b: a / b, e, scale))
     squares, size = jnp.sum(r[0] * r[0]) + jnp.sum(r[1] * r[1]), r[0].size + r[1].size
-    if allsum is not None:
-        squares, size = allsum(squares), allsum(jnp.asarray(size, squares.dtype))
+    if allsum is not None:  # one collective for both
+        squares, size = allsum(jnp.stack([squares, jnp.asarray(size, squares.dtype)]))
     return jnp.sqrt(squares / size)
 
 

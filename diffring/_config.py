@@ -672,15 +672,11 @@ def build_model(cfg: Mapping, network):
         for key in ("max_steps", "checkpoints"):
             if m[key] is not None:
                 raise DiffringError(f"model.{key}", m[key], "applies to model.adaptive: true only; remove it")
+        from ._odesolve import steps_per_sample
+
+        steps_per_sample(m["dt"], m["dt0"], "model.dt0")
         method = dr.ODESolve(solver=solver, stepsize_controller=diffrax.ConstantStepSize(), dt0=m["dt0"],
                              adjoint=dr.ScanAdjoint())
-        try:
-            method.sample_step(model)
-        except DiffringError as e:  # the library names its own argument; the config's field is model.dt0
-            if e.field != "method.dt0":
-                raise
-            raise DiffringError("model.dt0", e.value, f"with model.adaptive: false, model.dt ({m['dt']}) / dt0 "
-                                                      "must be a whole number") from None
         return model, method
     raise AssertionError(kind)
 

@@ -57,6 +57,17 @@ def _weighted(coeffs, ks):
     return jax.tree.map(lambda *k: sum(w * kj for (w, _), kj in zip(terms, k, strict=True)), *[k for _, k in terms])
 
 
+def steps_per_sample(dt: float, dt0: float | None, field: str = "method.dt0") -> int:
+    """dt / dt0 (dt0 None: dt) as the whole number of fixed steps in one sampling interval; `field`
+    names dt0 in the error (the config calls it model.dt0)."""
+    dt0 = dt if dt0 is None else dt0
+    m = int(round(dt / dt0))
+    if m < 1 or abs(m * dt0 - dt) > 1e-9 * dt:
+        raise DiffringError(field, dt0, f"the fixed-step route (ScanAdjoint) needs model.dt / dt0 to be a whole "
+                                        f"number (model.dt = {dt})")
+    return m
+
+
 class ScanAdjoint(eqx.Module):
     """Fixed-step route of `ODESolve`, built for reverse mode (`ODESolve(adjoint=ScanAdjoint())`).
 
@@ -166,18 +177,20 @@ class ODESolve(AbstractMethod):
             raise DiffringError("method.adjoint", type(self.adjoint).__name__,
                                 "expected a diffrax adjoint or diffring.ScanAdjoint()")
 
+    def fixed_steps(self, model: SmoothRelaxation) -> int:
+        """Checks that this method can take the fixed-step route (a `ConstantStepSize` controller, an
+        explicit Runge-Kutta solver, `model.dt / dt0` whole) and returns the steps per sample."""
+        if not isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
+            raise DiffringError("method.stepsize_controller", type(self.stepsize_controller).__name__,
+                                "ScanAdjoint takes fixed steps: expected diffrax.ConstantStepSize()")
+        _explicit_rk(self.solver)
+        return steps_per_sample(model.dt, self.dt0)
+
     def sample_step(self, model: SmoothRelaxation):
         """The fixed-step route's step over one sampling interval, `step(state, x) -> (state, True)`:
         `model.dt / dt0` Runge-Kutta steps of the solver's tableau with the input `x` held. The
         `ScanAdjoint` route scans it; `Sharded` scans it on each device's block. Returns (step, m)."""
-        if not isinstance(self.stepsize_controller, diffrax.ConstantStepSize):
-            raise DiffringError("method.stepsize_controller", type(self.stepsize_controller).__name__,
-                                "ScanAdjoint takes fixed steps: expected diffrax.ConstantStepSize()")
-        dt0 = model.dt if self.dt0 is None else self.dt0
-        m = int(round(model.dt / dt0))
-        if m < 1 or abs(m * dt0 - model.dt) > 1e-9 * model.dt:
-            raise DiffringError("method.dt0", dt0, f"ScanAdjoint needs model.dt / dt0 to be a whole number "
-                                                   f"(model.dt = {model.dt})")
+        m = self.fixed_steps(model)
         tableau = _explicit_rk(self.solver)
         net = model.network
         model = _hoist_thresholds(model)

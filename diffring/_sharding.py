@@ -426,7 +426,7 @@ class Sharded(AbstractMethod):
         if isinstance(method, MapScan):
             method = method.resolve(model, state0, inputs)
         elif isinstance(method, ODESolve):
-            method.sample_step(model)  # validates dt0 and the solver before any work
+            method.fixed_steps(model)  # validates the controller, the solver and dt0 before any work
         plan = self.plan
         if plan is None:
             plan = shard_plan(model.network, tuple(self.mesh.devices.shape))

@@ -209,7 +209,8 @@ def smooth():
         model = dr.SmoothRelaxation(net, dt=0.05, beta=30.0, eps_o=0.05)
         s0 = dr.init.random_phase(net, jax.random.key(2))
         weights = jnp.linspace(0.0, 1.0, net.n_neurons)
-        sharded = dr.Sharded(dr.lattice_mesh(*mesh_shape), method=ode).resolve(model, s0, None)
+        mesh = dr.lattice_mesh(*mesh_shape)
+        sharded = dr.Sharded(mesh, method=ode).resolve(model, s0, None)
 
         def loss(m, method, weights=weights, s0=s0, n_steps=n_steps):
             sol = dr.simulate(m, s0, n_steps=n_steps, record=record, method=method)
@@ -219,8 +220,7 @@ def smooth():
         (l1, a), g1 = grad(model, ode)
         (l2, b), g2 = grad(model, sharded)
         rel = {}
-        for path, x in jax.tree_util.tree_leaves_with_path(g1):
-            y = [v for p, v in jax.tree_util.tree_leaves_with_path(g2) if p == path][0]
+        for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree.leaves(g2), strict=True):
             if jax.tree_util.keystr(path) == ".network.coupling.weight":
                 # Unused slots (weight 0, index 0) are not connections: the single-device gradient
                 # there reads neuron 0, the sharded plan (built from concrete weights) skips them.
@@ -254,7 +254,6 @@ def smooth():
             model = dr.SmoothRelaxation(net, dt=0.05, beta=30.0, eps_o=0.05)
             x = jax.random.uniform(jax.random.key(6), (n_steps, 2))
         ark = dr.AdaptiveRK(rtol=1e-10, atol=1e-10)
-        mesh = dr.lattice_mesh(*mesh_shape)
         a = dr.simulate(model, s0, n_steps=n_steps, record=record, method=ark, inputs=x)
         b = dr.simulate(model, s0, n_steps=n_steps, record=record, method=dr.Sharded(mesh, method=ark), inputs=x)
         free = dr.simulate(model, s0, n_steps=n_steps, record=record, method=ark)
