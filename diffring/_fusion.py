@@ -2,8 +2,8 @@
 
 Two barriers (measured; see each docstring). `materialised_div` (a division by a 1.0 XLA cannot
 fold) costs one division per element and survives `vmap`: `AdaptiveRK`'s stage inputs.
-`materialised_loop` (a one-trip loop XLA cannot prove is one trip) also survives `vmap`: the lattice
-observables' phases and cos/sin. (A conditional on a runtime predicate, measured in
+`materialised_loop` (a one-trip loop XLA cannot prove is one trip) also survives `vmap`: a record's
+phases and their cos/sin, shared by R and the lattice observables. (A conditional on a runtime predicate, measured in
 benchmarks/smooth_step_cost.py, becomes a select under `vmap` and the barrier is gone.)
 """
 from __future__ import annotations
@@ -29,17 +29,18 @@ def materialised_div(x, one):
     return jax.tree.map(lambda a: a / one, x)
 
 
-def opaque_count(k, ok):
-    """The trip count `k` as a runtime value XLA cannot prove (`ok` is any boolean array of the
-    computation: a boolean is never negative, so this is k): a loop with it stays a loop, and its
-    body a boundary XLA does not fuse across."""
-    return jnp.asarray(k, jnp.int32) + jnp.minimum(ok.reshape(-1)[0].astype(jnp.int32), 0)
+def opaque_count(k):
+    """The trip count `k` as a runtime value XLA cannot prove (k plus a 0 behind
+    `lax.optimization_barrier`): a loop with it stays a loop, and its body a boundary XLA does not
+    fuse across. The count is the same for every member of a batch, so under `vmap` (and a batch
+    sharded over devices) the loop stays a plain loop: no per-member predicate, no collective."""
+    return jnp.asarray(k, jnp.int32) + jnp.minimum(jax.lax.optimization_barrier(jnp.zeros((), jnp.int32)), 0)
 
 
-def materialised_loop(f, ok):
+def materialised_loop(f):
     """f() computed once into buffers. XLA on CPU otherwise recomputes a cheap-looking producer
-    (e.g. the lattice observables' cos/sin of 4096 phases) inside every fusion that reads it; a
-    one-trip loop (`opaque_count`) is a boundary it does not fuse across."""
+    (e.g. the phases' cos/sin that R and the lattice observables read) inside every fusion that
+    reads it; a one-trip loop (`opaque_count`) is a boundary it does not fuse across."""
     out = jax.eval_shape(f)
     zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out)
-    return jax.lax.fori_loop(0, opaque_count(1, ok), lambda i, _: f(), zeros)
+    return jax.lax.fori_loop(0, opaque_count(1), lambda i, _: f(), zeros)

@@ -23,9 +23,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import DiffringError, check_choice, check_float, check_int
-from ._fusion import materialised_loop, opaque_count
+from ._fusion import opaque_count
 from ._network import Network, Rings
-from ._phases import PhaseTracker, order_parameter
+from ._phases import PhaseTracker, PhaseUnit, order_from_unit, order_parameter, phase_unit, sincos as _sincos
 
 # Orbit classes of `classify_orbits`.
 QUIESCENT = 0
@@ -55,47 +55,6 @@ def _split(x, ndim):
 
 def _weights(theta, valid):
     return jnp.ones(theta.shape, theta.dtype) if valid is None else valid.astype(theta.dtype)
-
-
-# fdlibm's __kernel_sin / __kernel_cos polynomials (|r| <= pi/4) and pi/2 split into 33 + 33 + 53 bits.
-_PIO2 = (1.57079632673412561417e00, 6.07710050630396597660e-11, 2.02226624871116645580e-21)
-_SIN = (-1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
-        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10)  # fmt: skip
-_COS = (4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
-        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11)  # fmt: skip
-_HUGE = 2.0**40  # beyond this, float64 phases are first reduced by fmod(theta, 2 pi)
-
-
-def _horner(z, coeffs):
-    p = coeffs[-1]
-    for a in coeffs[-2::-1]:
-        p = a + z * p
-    return p
-
-
-def _sincos(theta):
-    """(sin theta, cos theta) from plain vectorisable arithmetic: within 2 ulp of the correctly
-    rounded values in float64 (XLA's CPU sin and cos are ~4x slower and dominate the observables).
-
-    Cody-Waite reduction to |r| <= pi/4 with the quadrant index split in two 20-bit halves (exact
-    for |theta| < 2^40); larger phases, which carry no sub-milliradian information in float64, are
-    reduced by fmod first (only computed if present). Other dtypes use jnp.sin / jnp.cos.
-    """
-    if theta.dtype != jnp.float64:
-        return jnp.sin(theta), jnp.cos(theta)
-    theta = jax.lax.cond(jnp.any(jnp.abs(theta) >= _HUGE), lambda x: jnp.fmod(x, 2 * math.pi), lambda x: x, theta)
-    q = jnp.round(theta * (2 / math.pi))
-    q_hi = jnp.round(q * 2.0**-20) * 2.0**20
-    q_lo = q - q_hi
-    p1, p2, p3 = _PIO2
-    r = ((((theta - q_hi * p1) - q_lo * p1) - q_hi * p2) - q_lo * p2) - q * p3
-    z = r * r
-    s = r + (r * z) * _horner(z, _SIN)
-    c = (1 - 0.5 * z) + (z * z) * _horner(z, _COS)
-    quad = (q - 4 * jnp.floor(q * 0.25)).astype(jnp.int32)  # q mod 4
-    sin = jnp.where(quad == 0, s, jnp.where(quad == 1, c, jnp.where(quad == 2, -s, -c)))
-    cos = jnp.where(quad == 0, c, jnp.where(quad == 1, -s, jnp.where(quad == 2, -c, s)))
-    return sin, cos
 
 
 def _unit(theta, w):
@@ -647,7 +606,7 @@ def _labels_one(connect, valid):
 
     # A loop of two trips (XLA cannot prove the count) keeps each jump's labels in a buffer: fused
     # jumps would recompute the previous jump's labels at every gathered index.
-    two = opaque_count(2, vflat)
+    two = opaque_count(2)
 
     def body(c):
         ext, m, _, i = c
@@ -818,28 +777,23 @@ def lattice_observables(
 
     count = _pulse_counter(rings)
 
-    def fn(t, state, phase, valid):
+    def from_unit(t, state, unit: PhaseUnit):
+        """The observables from a record's `PhaseUnit` (its phases and their cos/sin, computed once
+        into buffers and shared with the record's R: `MapScan` passes its own, `fn` makes one)."""
         del t
         k = count(state.o)
-        out = {"R": order_parameter(phase, valid), "k": k, "k_mean": jnp.mean(k.astype(phase.dtype), axis=-1)}
+        phase, valid = unit.theta, unit.valid
+        out = {"R": order_from_unit(unit), "k": k, "k_mean": jnp.mean(k.astype(phase.dtype), axis=-1)}
         if grid is None:
             return out
         # One pass: cos/sin of the phases, the bonds and the walls are computed once and shared by
         # the local order, the correlations and the domains (the cost is mostly these, not the FFTs).
-        # In a run the phases are a cheap expression of the tracker (not a buffer), which XLA would
-        # re-evaluate inside every fusion that reads them: materialise them once (R above stays on
-        # `phase` itself, the same expression as the record's R(t), so the two are computed once).
-        phase_m, valid_m = materialised_loop(lambda: (phase, valid), valid)
-        th, ok, kg = as_grid(phase_m, grid), as_grid(valid_m, grid), as_grid(k, grid)
+        n = phase.shape[-1]
+        th, ok, kg = as_grid(phase, grid), as_grid(valid, grid), as_grid(k, grid)
         nd = len(grid)
         lead_nd = th.ndim - nd
-
-        def weighted_unit():
-            w = ok.astype(phase.dtype)
-            sin, cos = _sincos(th)
-            return w, w * cos, w * sin
-
-        w, wc, ws = materialised_loop(weighted_unit, ok)
+        w = ok.astype(phase.dtype)
+        wc, ws = w * as_grid(unit.cos[..., :n], grid), w * as_grid(unit.sin[..., :n], grid)
         z = jax.lax.complex(wc, ws)
         spatial = tuple(range(lead_nd, th.ndim))
         rl = _local_order(w, wc, ws, lead_nd, grid, radius, periodic)
@@ -864,6 +818,10 @@ def lattice_observables(
             out["mean_domain_size"] = dom.mean_size
         return out
 
+    def fn(t, state, phase, valid):
+        return from_unit(t, state, phase_unit(phase, valid))
+
+    fn.from_unit = from_unit  # `MapScan` hands it the record's own `PhaseUnit` (one cos/sin for R and these)
     return fn
 
 

@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from ._errors import DiffringError, check_choice, check_int
 from ._models import AbstractModel, AbstractSteppedModel, DiscreteMap, State
-from ._phases import PhaseTracker, order_parameter
+from ._phases import PhaseTracker, order_from_unit, phase_unit
 from ._threshold import HardThreshold
 
 STATUS_OK = 0
@@ -51,6 +51,8 @@ class Record(eqx.Module):
     function `(t, state) -> pytree` evaluated at every record (e.g. a mean rate), so that nothing
     large need be stored. `observe`: an optional function `(t, state, phase, valid) -> pytree` that
     also sees the ring phases at the record (needs `phases`; e.g. `lattice_observables(network)`).
+    An `observe` with a `from_unit(t, state, unit)` attribute (`lattice_observables`) gets the record's
+    `PhaseUnit` instead: the phases and their cos/sin computed once, shared with R(t).
     """
 
     every: int = eqx.field(static=True, default=1)
@@ -119,11 +121,15 @@ def _records(record, network, t, state, tracker):
     for f in record.fields:
         out[f] = record.select(network, getattr(state, f))
     if record.phases:
-        theta, valid = tracker.phase(t)
-        out["phase"], out["phase_valid"] = theta, valid
-        out["R"] = order_parameter(theta, valid)
+        # The phases and their cos/sin once into buffers, shared by R and an observe function that
+        # takes them (`lattice_observables`' `from_unit`); the tracker's phases are in [0, 2 pi].
+        unit = phase_unit(*tracker.phase(t), in_range=True)
+        out["phase"], out["phase_valid"] = unit.theta, unit.valid
+        out["R"] = order_from_unit(unit)
         if record.observe is not None:
-            out["observed"] = record.observe(t, state, theta, valid)
+            from_unit = getattr(record.observe, "from_unit", None)
+            out["observed"] = (record.observe(t, state, unit.theta, unit.valid) if from_unit is None
+                               else from_unit(t, state, unit))
     if record.reduce is not None:
         out["reduced"] = record.reduce(t, state)
     return out
