@@ -32,13 +32,15 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def command_line() -> str:
-    """The exact command that produced a result, relative to the repository root."""
+    """The exact command that produced a result, relative to the repository root, with the XLA_FLAGS
+    it ran under (they change the compiled code, e.g. `--xla_cpu_prefer_vector_width=512`)."""
     script = Path(sys.argv[0]).resolve()
     try:
         script = script.relative_to(Path(__file__).resolve().parent.parent)
     except ValueError:
         pass
-    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+    env = [f"XLA_FLAGS={shlex.quote(os.environ['XLA_FLAGS'])}"] if os.environ.get("XLA_FLAGS") else []
+    return " ".join(env + ["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def loadavg() -> str:
