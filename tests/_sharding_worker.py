@@ -2,7 +2,8 @@
 
     python tests/_sharding_worker.py lattices            # sharded vs single device, 2/4/8 devices
     python tests/_sharding_worker.py batch               # shard_batch vs unsharded simulate_batch
-    python tests/_sharding_worker.py smooth              # SmoothRelaxation (ScanAdjoint): values and gradients
+    python tests/_sharding_worker.py smooth              # SmoothRelaxation (ScanAdjoint) and the surrogate
+                                                         # discrete map: values and gradients
     python tests/_sharding_worker.py multihost PORT ID   # one of 2 processes (jax.distributed)
 
 Prints one JSON line per case on stdout: {"case": ..., "equal": {field: bool}, ...}.
@@ -266,6 +267,42 @@ def smooth():
         }), flush=True)
 
 
+def surrogate():
+    """The discrete map with the straight-through `SigmoidSurrogate`, sharded (`Sharded(mesh)`, a
+    `MapScan`) vs one device: the forward run and the reverse-mode gradient with respect to every
+    parameter of the model. The one-device gradient is checked against a NumPy tangent propagation
+    in tests/test_gradients.py; here the sharded one must equal it."""
+    import equinox as eqx
+
+    record = dr.Record(every=10, which="all")
+    for scheme, boundary, mesh_shape in (("S0", "periodic", (2, 2)), ("S2", "open", (2, 1))):
+        net = dr.lattice((4, 4), 6 if scheme == "S0" else 4, scheme=scheme, boundary=boundary, eps=0.3)
+        model = dr.DiscreteMap(net, dt=0.02, threshold=dr.SigmoidSurrogate(10.0))
+        s0 = dr.init.random_phase(net, jax.random.key(2))
+        weights = jnp.linspace(0.0, 1.0, net.n_neurons)
+
+        def loss(m, method, weights=weights, s0=s0):
+            sol = dr.simulate(m, s0, n_steps=100, record=record, method=method)
+            return jnp.sum(sol.o[-1] * weights) + jnp.mean(sol.v**2), sol
+
+        grad = eqx.filter_value_and_grad(loss, has_aux=True)
+        (l1, a), g1 = grad(model, dr.MapScan())
+        (l2, b), g2 = grad(model, dr.Sharded(dr.lattice_mesh(*mesh_shape)))
+        rel = {}
+        for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree.leaves(g2), strict=True):
+            scale = float(jnp.max(jnp.abs(x)))
+            rel[jax.tree_util.keystr(path)] = float(jnp.max(jnp.abs(x - y))) / scale if scale else float(jnp.max(y))
+        print(json.dumps({
+            "case": f"surrogate-{scheme}-{boundary}-{mesh_shape[0]}x{mesh_shape[1]}",
+            "loss": [float(l1), float(l2)],
+            "equal": {"o": bool(np.array_equal(a.o, b.o)), "v": bool(np.array_equal(a.v, b.v))},
+            "grad_rel": rel,
+            "grad_scale": {k: float(jnp.max(jnp.abs(x))) for k, x in
+                           ((jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(g1))},
+            "fired": float(jnp.mean(a.o)),
+        }), flush=True)
+
+
 def multihost(port, pid):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -307,6 +344,7 @@ if __name__ == "__main__":
         configs()
     elif mode == "smooth":
         smooth()
+        surrogate()
     elif mode == "multihost":
         multihost(int(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -118,17 +118,27 @@ def test_sharded_batch_equal_unsharded_without_traffic(tmp_path):
         assert not any(op in text for op in COLLECTIVES), name
 
 
-def test_sharded_smooth_values_and_gradients(tmp_path):
+def test_sharded_smooth_and_surrogate_values_and_gradients(tmp_path):
     """SmoothRelaxation through `Sharded(mesh, ODESolve(..., adjoint=ScanAdjoint()))` on 4 and 2
     simulated devices (S0 periodic, S1 open; and `AdaptiveRK`, forward, at rtol 1e-10, the S1 case
     driven by inputs: equal to one device to 1e-7): records and loss equal the one-device run to rounding,
     the reverse-mode gradient with respect to every model parameter (eps, tau, thresholds, sparse
     weights) too, and on S0 the sharded gradient in eps matches a central difference of the sharded
-    run. The sharded programs (forward and reverse) exchange halos."""
+    run. The sharded programs (forward and reverse) exchange halos. The discrete map with
+    `SigmoidSurrogate` (S0 periodic 2 x 2, S2 open 2 x 1): the sharded run equals one device bit for
+    bit and its surrogate gradient in every parameter equals the one-device gradient to rounding."""
     cases = _run_worker(["smooth"], 4, f"--xla_dump_to={tmp_path} --xla_dump_hlo_pass_re=^$")
     assert [c["case"] for c in cases] == [
-        "smooth-S0-periodic-2x2", "adaptive-S0-periodic-2x2", "smooth-S1-open-2x1", "adaptive-S1-open-2x1"
+        "smooth-S0-periodic-2x2", "adaptive-S0-periodic-2x2", "smooth-S1-open-2x1", "adaptive-S1-open-2x1",
+        "surrogate-S0-periodic-2x2", "surrogate-S2-open-2x1",
     ]
+    surrogate = [c for c in cases if c["case"].startswith("surrogate")]
+    for c in surrogate:
+        assert all(c["equal"].values()), c  # the forward run is the exact map, bit for bit
+        assert 0.05 < c["fired"] < 0.95, c  # neurons fire: the surrogate path is exercised
+        assert c["loss"][0] == c["loss"][1], c
+        assert len(c["grad_rel"]) == 4 and max(c["grad_rel"].values()) < 1e-12, c
+        assert min(c["grad_scale"].values()) > 1e-3, c  # every parameter gets a gradient
     adaptive = [c for c in cases if c["case"].startswith("adaptive")]
     cases = [c for c in cases if c["case"].startswith("smooth")]
     for c in adaptive:  # AdaptiveRK at rtol = atol = 1e-10: equal to one device to the tolerance
