@@ -323,7 +323,42 @@ def bench_network(rep, label, net, net32, net_index, T, rtols, s_rtols, x_rtols,
                 rows.append(f"{tb / t:.1f}x at error {err:.1e}")
         rep.add(f"SciPy {m} vs SciPy RK45 at matched error (v, o): " + ("; ".join(rows) or "no overlap") + ".")
         rep.add()
-    return results
+    return results, {"label": label, "n": n, "T": T, "curves": curves, "curves32": curves32, "base": base,
+                     "others": others}
+
+
+def plot_work_precision(panels, path):
+    """Error over (v, o) against wall time, one panel per network: every diffring curve, SciPy's RK45
+    (the baseline), DOP853 and LSODA, and RK45's curve moved 20x faster (the target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        base = panel["base"]
+        ax.loglog(base["times"], base["errs"], "k-o", lw=2.5, ms=5, label="SciPy RK45 (baseline)", zorder=5)
+        ax.loglog(np.asarray(base["times"]) / 20, base["errs"], "k:", lw=1.5, label="RK45 / 20 (the target)")
+        for (m, c), style in zip(panel["others"].items(), ("s--", "^--"), strict=True):
+            ax.loglog(c["times"], c["errs"], style, color="0.55", ms=4, label=f"SciPy {m}")
+        named = list(panel["curves"].items()) + list(panel["curves32"].items())
+        for i, (name, c) in enumerate(named):
+            style = ":" if "float32" in name else ("-" if name.startswith("AdaptiveRK") else "--")
+            ax.loglog(c["times"], c["errs"], style, marker="o", ms=3.5, color=colours[i % len(colours)], label=name)
+        ax.axhline(MATCH_MAX_ERR, color="0.8", lw=0.8)
+        ax.set_title(f"{panel['label'].split(' (')[0]}: {panel['n']} neurons", fontsize=10)
+        ax.set_xlabel("wall time of the solve [s]")
+        ax.set_ylabel("max error over (v, o) at 11 times")
+        ax.grid(True, which="both", alpha=0.25)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"Smooth model, t in [0, {panels[0]['T']:g}]: work-precision (lower left is better)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.11, 1, 1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def networks(quick, dtype="float64"):
@@ -375,9 +410,10 @@ def main():
         "the issue says; on the diffring side every solver is shown and the best one per accuracy level is picked."
     )
     rep.add()
-    summary = {}
+    summary, panels = {}, []
     for i, ((label, net), (_, net32)) in enumerate(zip(networks(quick), networks(quick, "float32"), strict=True)):
-        res = bench_network(rep, label, net, net32, i, T, rtols, s_rtols, x_rtols, repeats, quick, args.pinned)
+        res, panel = bench_network(rep, label, net, net32, i, T, rtols, s_rtols, x_rtols, repeats, quick, args.pinned)
+        panels.append(panel)
         for key, r in res.items():
             stats = (min(r), float(np.median(r))) if r else (float("nan"), float("nan"))
             summary.setdefault(key, []).append((label.split(" (")[0], *stats))
@@ -397,6 +433,10 @@ def main():
         f"(v, o): {line('errs32')}; error over v only: {line('errs_v32')}. Best of float64 and float32 at each "
         f"level, error over (v, o): {line('errsany')}."
     )
+    rep.add()
+    png = Path(rep.path).with_suffix(".png")
+    plot_work_precision(panels, png)
+    rep.add(f"Work-precision plot of this run: `{png.name}` (next to this file).")
     rep.add()
     rep.add(
         "Acceptance: smooth model, 1,000 neurons, >= 20x over scipy solve_ivp (RK45) at matched accuracy (error "
