@@ -67,7 +67,11 @@ def _segments(n_blocks: int, max_segments: int) -> int:
 
 
 def _versions() -> dict:
+    """Package versions, and the JAX backend and XLA_FLAGS the run was compiled under (flags such as
+    `--xla_cpu_prefer_vector_width` change the compiled code): the provenance stored with results."""
     import importlib.metadata as md
+
+    import jax
 
     out = {"python": platform.python_version()}
     for name in ("diffring", "jax", "jaxlib", "equinox", "diffrax", "numpy"):
@@ -75,6 +79,8 @@ def _versions() -> dict:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             out[name] = None
+    out["jax_backend"] = jax.default_backend()
+    out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     return out
 
 

@@ -67,6 +67,9 @@ def test_lattice_run_files_match_independent_answers(tmp_path):
     assert summary["n_steps"] == 300 and summary["dt"] == 0.01 and summary["dtype"] == "float64"
     assert summary["seed"] == 0 and summary["status"] == "ok" and summary["n_records"] == 31
     assert summary["jax_version"] == jax.__version__ and summary["diffring_version"] == dr.__version__
+    # provenance: the backend and the XLA flags that compiled the run (they change the compiled code)
+    assert summary["versions"]["jax_backend"] == jax.default_backend()
+    assert summary["versions"]["xla_flags"] == os.environ.get("XLA_FLAGS", "")
     t = summary["timings"]
     assert all(t[k] >= 0 for k in ("build_s", "compile_s", "simulate_s", "write_s", "total_s"))
     assert t["total_s"] >= t["build_s"] + t["simulate_s"]
