@@ -192,6 +192,21 @@ def configs():
     print(json.dumps({"case": "config-errors", "errors": errors}), flush=True)
 
 
+def grad_difference(g1, g2, net):
+    """Per parameter of the model: max |g1 - g2| / max |g1| (relative difference of the one-device
+    gradient g1 and the sharded g2), and max |g1|. Unused slots of a sparse table (weight 0, index 0)
+    are not connections: the one-device gradient there reads neuron 0, the sharded plan (built from
+    concrete weights) skips them, so they are left out."""
+    rel, scale = {}, {}
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree.leaves(g2), strict=True):
+        name = jax.tree_util.keystr(path)
+        if name == ".network.coupling.weight":
+            x, y = (jnp.where(net.coupling.weight != 0, z, 0.0) for z in (x, y))
+        scale[name] = float(jnp.max(jnp.abs(x)))
+        rel[name] = float(jnp.max(jnp.abs(x - y))) / scale[name] if scale[name] else float(jnp.max(y))
+    return rel, scale
+
+
 def smooth():
     """The smooth model's fixed-step route, sharded vs one device: records, the loss, its gradient
     with respect to every parameter of the model, and a central difference in eps through the
@@ -220,14 +235,7 @@ def smooth():
         grad = eqx.filter_value_and_grad(loss, has_aux=True)
         (l1, a), g1 = grad(model, ode)
         (l2, b), g2 = grad(model, sharded)
-        rel = {}
-        for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree.leaves(g2), strict=True):
-            if jax.tree_util.keystr(path) == ".network.coupling.weight":
-                # Unused slots (weight 0, index 0) are not connections: the single-device gradient
-                # there reads neuron 0, the sharded plan (built from concrete weights) skips them.
-                x, y = (jnp.where(net.coupling.weight != 0, z, 0.0) for z in (x, y))
-            scale = float(jnp.max(jnp.abs(x)))
-            rel[jax.tree_util.keystr(path)] = float(jnp.max(jnp.abs(x - y))) / scale if scale else float(jnp.max(y))
+        rel, _ = grad_difference(g1, g2, net)
         case = {
             "case": f"smooth-{scheme}-{boundary}-{mesh_shape[0]}x{mesh_shape[1]}",
             "loss": [float(l1), float(l2)],
@@ -288,19 +296,13 @@ def surrogate():
         grad = eqx.filter_value_and_grad(loss, has_aux=True)
         (l1, a), g1 = grad(model, dr.MapScan())
         (l2, b), g2 = grad(model, dr.Sharded(dr.lattice_mesh(*mesh_shape)))
-        rel = {}
-        for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree.leaves(g2), strict=True):
-            if jax.tree_util.keystr(path) == ".network.coupling.weight":  # unused slots: as in smooth()
-                x, y = (jnp.where(net.coupling.weight != 0, z, 0.0) for z in (x, y))
-            scale = float(jnp.max(jnp.abs(x)))
-            rel[jax.tree_util.keystr(path)] = float(jnp.max(jnp.abs(x - y))) / scale if scale else float(jnp.max(y))
+        rel, scale = grad_difference(g1, g2, net)
         print(json.dumps({
             "case": f"surrogate-{scheme}-{boundary}-{mesh_shape[0]}x{mesh_shape[1]}",
             "loss": [float(l1), float(l2)],
             "equal": {"o": bool(np.array_equal(a.o, b.o)), "v": bool(np.array_equal(a.v, b.v))},
             "grad_rel": rel,
-            "grad_scale": {k: float(jnp.max(jnp.abs(x))) for k, x in
-                           ((jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(g1))},
+            "grad_scale": scale,
             "fired": float(jnp.mean(a.o)),
         }), flush=True)
 
