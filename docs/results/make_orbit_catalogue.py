@@ -46,7 +46,8 @@ def main():
         "Floquet multipliers after the one along the flow (monodromy over one lap, central differences of",
         "the exact hard flow); `|mu_1 - 1|` = distance of the flow multiplier from 1.",
         "",
-        f"Max relative |T_cont / T_spec - 1| over k | N: {rel_c:.1e}; max |T_map / T_spec - 1| (dt = {a.dt}): {rel_m:.1e}.",
+        f"Max relative |T_cont / T_spec - 1| over k | N: {rel_c:.1e}; "
+        f"max |T_map / T_spec - 1| (dt = {a.dt}): {rel_m:.1e}.",
         f"Max |mu_1 - 1| over smooth orbits (kink < 1e-3): {max(r['dist1'] for r in rows if r['ok']):.1e}; "
         f"Newton residual <= {max(r['residual'] for r in rows):.1e}.",
         f"Not smooth (no multipliers; see `diffring.floquet`): {[(r['N'], r['k']) for r in rows if not r['ok']]}.",
@@ -61,11 +62,13 @@ def main():
         m = [f"{x:.3g}" for x in rest[:3]] + [""] * (3 - min(3, rest.size))
         ts = "" if np.isnan(r["T_spec"]) else f"{r['T_spec']:.6f}"
         L.append(f"| {r['N']} | {r['k']} | {ts} | {r['T_cont']:.6f} | {r['T_map']:.4f} | "
-                 f"{r['basin']:.3f} +- {r['basin_se']:.3f} | {m[0]} | {m[1]} | {m[2]} | {r['dist1']:.1e} | {r['kink']:.0e} |")
+                 f"{r['basin']:.3f} +- {r['basin_se']:.3f} | {m[0]} | {m[1]} | {m[2]} | "
+                 f"{r['dist1']:.1e} | {r['kink']:.0e} |")
     L += ["", "Other final states per N (same random states):", "",
           "| N | quiescent | chatter | irregular |", "|---|---|---|---|"]
     for N, fr in table.items():
-        L.append(f"| {N} | " + " | ".join(f"{fr[x][0]:.3f} +- {fr[x][1]:.3f}" for x in ("quiescent", "chatter", "irregular")) + " |")
+        cells = (f"{fr[x][0]:.3f} +- {fr[x][1]:.3f}" for x in ("quiescent", "chatter", "irregular"))
+        L.append(f"| {N} | " + " | ".join(cells) + " |")
     pathlib.Path(a.out).write_text("\n".join(L) + "\n")
     print("\n".join(L))
 
