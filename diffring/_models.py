@@ -137,6 +137,13 @@ class HardTrigger(AbstractSteppedModel):
     status 2). `dt` only sets the sampling (and input) interval: samples are exact, so a fire time read
     from them is late by [0, dt), and a period measured over m periods is within dt / m
     (tests/test_periods.py measures N = 2 ... 12 to 1e-5 this way).
+
+    Derivatives: forward mode (`jax.jvp`, `jax.jacfwd`) differentiates through the event times and
+    matches finite differences of the flow (tests/test_gradients.py) while no two releases fall at
+    the same instant. Simultaneous releases (every pulse of a symmetric k | N orbit) are one event
+    with one time tangent, so tangents there are wrong: use central differences (as `floquet` does).
+    Reverse mode is not available (the event loop is a while loop); for gradients use
+    `SmoothRelaxation` or a `DiscreteMap` with a surrogate threshold.
     """
 
     network: Network

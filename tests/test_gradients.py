@@ -10,6 +10,8 @@
   hard map are meaningless (its outputs are piecewise constant), so the JAX reverse-mode gradient
   is checked against a hand-written NumPy forward-mode (tangent) propagation of the same surrogate.
 - Memory: the compiled reverse pass of long runs stays bounded (XLA's `memory_analysis`).
+- Continuous hard model (`HardTrigger`), forward mode only: jax.jvp through the event times against
+  central finite differences of the exact flow.
 
 Losses weight the trajectory smoothly in time (mean v, and o at the probe neurons), parameters keep
 the rings oscillating, and finite differences use relative steps h = 1e-6 and 5e-7 (Richardson
@@ -341,3 +343,52 @@ def test_scan_adjoint_rejects_what_it_cannot_do():
             dr.simulate(model, s0, n_steps=10, method=method)
     with pytest.raises(dr.DiffringError, match="method.checkpoints"):
         dr.ODESolve(checkpoints=10, adjoint=diffrax.RecursiveCheckpointAdjoint())
+
+
+# --- hard trigger: forward mode -------------------------------------------------------------------
+
+
+def test_hard_trigger_forward_mode_matches_finite_differences():
+    """`HardTrigger` is differentiable in forward mode through its event times: from a generic state
+    (no two releases at the same instant) jax.jvp of the state after many events equals central
+    differences of the exact event-driven flow, for theta_L, tau, eps and the initial v.
+    Reverse mode is not available (its event loop is a while loop) and raises."""
+    net = dr.lattice([3, 3], 5, scheme="S0", eps=0.15, boundary="periodic", dtype=jnp.float64)
+    s0 = dr.init.random_phase(net, jax.random.key(3))
+    n_steps, dt = 1500, 0.01  # t = 15: every probe fires twice or more (T_1(5) = 6.4)
+
+    def final(params):
+        network, v0 = params
+        sol = dr.simulate(dr.HardTrigger(network, dt=dt), dr.State(v0, s0.o), n_steps=n_steps,
+                          record=dr.Record(every=n_steps, which="all", fields=("v", "o"), phases=False))
+        return sol.v[-1], sol.o[-1]
+
+    f = jax.jit(final)
+    params = (net, s0.v)
+    fires = np.asarray(dr.simulate(dr.HardTrigger(net, dt=dt), s0, n_steps=n_steps,
+                                   record=dr.Record(every=1, which="probes", fields=("o",), phases=False)).o)
+    assert np.all(np.sum((fires[:-1] >= 0.5) & (fires[1:] < 0.5), axis=0) >= 2)  # every ring fired twice
+    rng = np.random.default_rng(0)
+    checks = {  # not theta_H: here every fire is a predecessor's release, whose input edge lifts d
+        # past theta_H at once, so nothing depends on it
+        "theta_L": lambda p: p[0].theta_L,
+        "tau": lambda p: p[0].tau,
+        "eps": lambda p: p[0].coupling.eps,
+        "v0": lambda p: p[1],
+    }
+    for name, where in checks.items():
+        leaf = where(params)
+        d = jnp.asarray(rng.normal(size=jnp.shape(leaf)) * 0.1 * np.max(np.abs(leaf)), jnp.float64)
+        _, (tv, to) = jax.jvp(lambda x, where=where: f(eqx.tree_at(where, params, x)), (leaf,), (d,))
+
+        def central(h, where=where, leaf=leaf, d=d):
+            plus, minus = f(eqx.tree_at(where, params, leaf + h * d)), f(eqx.tree_at(where, params, leaf - h * d))
+            return (plus[0] - minus[0]) / (2 * h)
+
+        fd = (4 * central(H_FD / 2) - central(H_FD)) / 3
+        assert np.all(np.asarray(to) == 0), name  # outputs are piecewise constant
+        scale = float(jnp.max(jnp.abs(fd)))
+        assert scale > 1e-2, (name, scale)
+        np.testing.assert_allclose(tv, fd, rtol=0, atol=1e-6 * max(scale, 1.0), err_msg=name)
+    with pytest.raises(ValueError):  # JAX: reverse mode does not run through while loops
+        jax.grad(lambda v0: f((net, v0))[0].sum())(s0.v)
