@@ -6,7 +6,7 @@ Floquet multipliers use the *exact* flow map of the hard model. Between switches
 linear and every event time is an explicit function of the state (t = tau ln(d / theta_L)), so
 `HardTrigger`'s event loop is a smooth function of v near a periodic orbit (saltation included)
 as long as no event sits at the ends of the interval; its Jacobian (the monodromy matrix) is taken
-by central differences in float64 (see `floquet` for why not `jax.jacfwd`). To integrate for a
+by central differences in float64 (see `floquet` for why rather than `jax.jacfwd`). To integrate for a
 traced duration T with the static `dt`, time is rescaled: one step of dt = 1 with tau = 1 / T is
 the flow for time T at tau = 1 (the model depends on time only through t / tau). The periodic
 orbit (x0, T) is refined by shooting Newton (phi_T(x0) = x0 with the phase condition
@@ -150,10 +150,9 @@ def _floquet_once(N, k, transient, newton_steps, tol, h):
 
     @jax.jit
     def jac(x, T):
-        # Central differences of the exact flow. Not jax.jacfwd: HardTrigger groups simultaneous
-        # releases (every pulse of a symmetric k | N orbit releases at once) into one event whose
-        # time derivative follows one neuron only, so its forward-mode tangent is wrong there;
-        # a +-h perturbation splits the tie and the flow map itself is smooth across it.
+        # Central differences of the exact flow. jax.jacfwd gives the same Jacobian where the lap
+        # map is smooth (within 4e-9 for N = 6 ... 12, k = 1 ... 4), but the same +-h flows also
+        # measure the kink, which tells where the lap map is not smooth and multipliers are undefined.
         plus = jax.vmap(lambda e: phi(x + h * e, T)[0])(eye)
         minus = jax.vmap(lambda e: phi(x - h * e, T)[0])(eye)
         return ((plus - minus) / (2 * h)).T, jnp.max(jnp.abs(plus + minus - 2 * phi(x, T)[0][None, :])) / h

@@ -139,11 +139,10 @@ class HardTrigger(AbstractSteppedModel):
     (tests/test_periods.py measures N = 2 ... 12 to 1e-5 this way).
 
     Derivatives: forward mode (`jax.jvp`, `jax.jacfwd`) differentiates through the event times and
-    matches finite differences of the flow (tests/test_gradients.py) while no two releases fall at
-    the same instant. Simultaneous releases (every pulse of a symmetric k | N orbit) are one event
-    with one time tangent, so tangents there are wrong: use central differences (as `floquet` does).
-    Reverse mode is not available (the event loop is a while loop); for gradients use
-    `SmoothRelaxation` or a `DiscreteMap` with a surrogate threshold.
+    matches central differences of the flow (tests/test_gradients.py). Each release is its own
+    event, also when several fall at the same instant (every pulse of a symmetric k | N orbit), so
+    each keeps its own time tangent. Reverse mode is not available (the event loop is a while
+    loop); for gradients use `SmoothRelaxation` or a `DiscreteMap` with a surrogate threshold.
     """
 
     network: Network
@@ -161,13 +160,21 @@ class HardTrigger(AbstractSteppedModel):
         return MapScan()
 
     def _settle(self, v, o, x, released):
-        """Resolve instantaneous switching at fixed v until the outputs stop changing."""
+        """Resolve instantaneous switching at fixed v until the outputs stop changing.
+
+        A firing neuron whose d is below theta_L only by rounding (it is due to release now, by
+        decay) is held: it releases in an event of its own, so that its release time keeps its own
+        forward-mode tangent. It still releases here if its input drops (a cascade)."""
         net = self.network
         n = net.n_neurons
+        d0 = net.drive(o, x) - v
+        slack = 64 * jnp.finfo(v.dtype).eps * (1 + jnp.abs(d0) + jnp.abs(v))
+        hold = (o == 0) & ~released & (d0 < net.theta_L) & (d0 >= net.theta_L - slack)
 
         def rule(o):
             d = net.drive(o, x) - v
-            fire = (d >= _theta(o, net)) & ~(released & (o == 0))
+            theta = jnp.where(hold & (o == 0), net.theta_L - slack, _theta(o, net))
+            fire = (d >= theta) & ~(released & (o == 0))
             return jnp.where(fire, jnp.zeros((), o.dtype), jnp.ones((), o.dtype))
 
         def cond(c):
@@ -186,8 +193,9 @@ class HardTrigger(AbstractSteppedModel):
         net = self.network
         dtype = net.dtype
         dt = jnp.asarray(self.dt, dtype)
-        max_events = self.max_events or 4 * net.n_neurons + 16
-        tau = jnp.broadcast_to(net.tau, (net.n_neurons,))
+        n = net.n_neurons
+        max_events = self.max_events or 4 * n + 16
+        tau = jnp.broadcast_to(net.tau, (n,))
         inf = jnp.asarray(jnp.inf, dtype)
 
         def step(state: State, x):
@@ -203,13 +211,18 @@ class HardTrigger(AbstractSteppedModel):
                 d = u - v
                 firing = o == 0
                 above = firing & (d > net.theta_L)
-                safe = jnp.where(above, d, 2 * net.theta_L)
-                s_i = jnp.where(above, tau * jnp.log(safe / net.theta_L), jnp.where(firing, 0, inf))
-                s = jnp.min(s_i)
+                safe = jnp.where(firing & (d > 0), d, 2 * net.theta_L)
+                delay = tau * jnp.log(safe / net.theta_L)
+                # Due now (d at theta_L up to rounding): delay 0 with the formula's tangent, so that
+                # forward-mode tangents of tied releases, released one per event, stay their own.
+                now = delay - jax.lax.stop_gradient(delay)
+                s_i = jnp.where(above, delay, jnp.where(firing, now, inf))
+                i = jnp.argmin(s_i)  # one release per event; ties go in index order at zero delay
+                s = s_i[i]
                 adv = jnp.minimum(s, t_left)
                 v = u - d * jnp.exp(-adv / tau)
                 event = s <= t_left
-                released = event & firing & (s_i <= s * (1 + 1e-12))
+                released = event & (jnp.arange(n) == i)
                 o_new, settled = self._settle(v, o, x, released)
                 o = jnp.where(event, o_new, o)
                 t_left = jnp.where(event, t_left - adv, 0)
