@@ -139,10 +139,12 @@ class HardTrigger(AbstractSteppedModel):
     (tests/test_periods.py measures N = 2 ... 12 to 1e-5 this way).
 
     Derivatives: forward mode (`jax.jvp`, `jax.jacfwd`) differentiates through the event times and
-    matches central differences of the flow (tests/test_gradients.py). Each release is its own
-    event, also when several fall at the same instant (every pulse of a symmetric k | N orbit), so
-    each keeps its own time tangent. Reverse mode is not available (the event loop is a while
-    loop); for gradients use `SmoothRelaxation` or a `DiscreteMap` with a surrogate threshold.
+    matches central differences of the flow (tests/test_gradients.py), also where several releases
+    fall at the same instant (every pulse of a symmetric k | N orbit, or rings started from the same
+    phase): the tangent rule steps them one release per event, so each keeps its own time tangent,
+    while the plain run releases them together (faster; the same values to rounding). Reverse mode
+    is not available (the event loop is a while loop); for gradients use `SmoothRelaxation` or a
+    `DiscreteMap` with a surrogate threshold.
     """
 
     network: Network
@@ -159,79 +161,95 @@ class HardTrigger(AbstractSteppedModel):
 
         return MapScan()
 
-    def _settle(self, v, o, x, released):
-        """Resolve instantaneous switching at fixed v until the outputs stop changing.
-
-        A firing neuron whose d is below theta_L only by rounding (it is due to release now, by
-        decay) is held: it releases in an event of its own, so that its release time keeps its own
-        forward-mode tangent. It still releases here if its input drops (a cascade)."""
-        net = self.network
-        n = net.n_neurons
-        d0 = net.drive(o, x) - v
-        slack = 64 * jnp.finfo(v.dtype).eps * (1 + jnp.abs(d0) + jnp.abs(v))
-        hold = (o == 0) & ~released & (d0 < net.theta_L) & (d0 >= net.theta_L - slack)
-
-        def rule(o):
-            d = net.drive(o, x) - v
-            theta = jnp.where(hold & (o == 0), net.theta_L - slack, _theta(o, net))
-            fire = (d >= theta) & ~(released & (o == 0))
-            return jnp.where(fire, jnp.zeros((), o.dtype), jnp.ones((), o.dtype))
-
-        def cond(c):
-            o, o_prev, i = c
-            return (i < n + 2) & jnp.any(o != o_prev)
-
-        def body(c):
-            o, _, i = c
-            return rule(o), o, i + 1
-
-        o1 = rule(o)
-        o_final, o_prev, _ = jax.lax.while_loop(cond, body, (o1, o, jnp.asarray(0)))
-        return o_final, jnp.all(o_final == o_prev)
-
     def make_step(self):
-        net = self.network
-        dtype = net.dtype
-        dt = jnp.asarray(self.dt, dtype)
-        n = net.n_neurons
-        max_events = self.max_events or 4 * n + 16
-        tau = jnp.broadcast_to(net.tau, (n,))
-        inf = jnp.asarray(jnp.inf, dtype)
+        net, dt = self.network, self.dt  # a Python float: the tangent rule must not close over arrays
+        max_events = self.max_events or 4 * net.n_neurons + 16
 
-        def step(state: State, x):
-            o0, settled = self._settle(state.v, state.o, x, jnp.zeros(state.o.shape, bool))
+        @jax.custom_jvp
+        def events(net, state, x):
+            return _hard_events(net, state, x, dt, max_events, one_at_a_time=False)
 
-            def cond(c):
-                v, o, t_left, k, ok = c
-                return (t_left > 0) & (k < max_events) & ok
+        @events.defjvp
+        def events_jvp(primals, tangents):
+            # Tangents from the one-release-per-event loop: the same flow (values within rounding),
+            # but each of several simultaneous releases keeps its own time tangent.
+            return jax.jvp(lambda *a: _hard_events(*a, dt, max_events, one_at_a_time=True), primals, tangents)
 
-            def body(c):
-                v, o, t_left, k, ok = c
-                u = net.drive(o, x)
-                d = u - v
-                firing = o == 0
-                above = firing & (d > net.theta_L)
-                safe = jnp.where(firing & (d > 0), d, 2 * net.theta_L)
-                delay = tau * jnp.log(safe / net.theta_L)
-                # Due now (d at theta_L up to rounding): delay 0 with the formula's tangent, so that
-                # forward-mode tangents of tied releases, released one per event, stay their own.
-                now = delay - jax.lax.stop_gradient(delay)
-                s_i = jnp.where(above, delay, jnp.where(firing, now, inf))
-                i = jnp.argmin(s_i)  # one release per event; ties go in index order at zero delay
-                s = s_i[i]
-                adv = jnp.minimum(s, t_left)
-                v = u - d * jnp.exp(-adv / tau)
-                event = s <= t_left
-                released = event & (jnp.arange(n) == i)
-                o_new, settled = self._settle(v, o, x, released)
-                o = jnp.where(event, o_new, o)
-                t_left = jnp.where(event, t_left - adv, 0)
-                return v, o, t_left, k + 1, ok & settled
+        return lambda state, x: events(net, state, x)
 
-            v, o, t_left, _, ok = jax.lax.while_loop(cond, body, (state.v, o0, dt, jnp.asarray(0), settled))
-            return State(v, o), ok & (t_left <= 0)
 
-        return step
+def _hard_settle(net, v, o, x, released, u, hold_due):
+    """Resolve instantaneous switching at fixed v until the outputs stop changing (`u` is the drive of
+    the outputs `o` on entry). With `hold_due`, a firing neuron whose d is below theta_L only by
+    rounding (due to release now, by decay) is held for an event of its own, unless its input drops."""
+    n = net.n_neurons
+    d0 = u - v
+    slack = 64 * jnp.finfo(v.dtype).eps * (1 + jnp.abs(d0) + jnp.abs(v))
+    hold = (o == 0) & ~released & (d0 < net.theta_L) & (d0 >= net.theta_L - slack) & hold_due
+
+    def rule(o, d):
+        theta = jnp.where(hold & (o == 0), net.theta_L - slack, _theta(o, net))
+        fire = (d >= theta) & ~(released & (o == 0))
+        return jnp.where(fire, jnp.zeros((), o.dtype), jnp.ones((), o.dtype))
+
+    def cond(c):
+        o, o_prev, i = c
+        return (i < n + 2) & jnp.any(o != o_prev)
+
+    def body(c):
+        o, _, i = c
+        return rule(o, net.drive(o, x) - v), o, i + 1
+
+    o1 = rule(o, d0)
+    o_final, o_prev, _ = jax.lax.while_loop(cond, body, (o1, o, jnp.asarray(0)))
+    return o_final, jnp.all(o_final == o_prev)
+
+
+def _hard_events(net, state, x, dt, max_events, one_at_a_time):
+    """`HardTrigger`'s step: the event-driven flow over one `dt`. By default the neurons whose
+    release times agree to 1e-12 (relative) release together in one event; `one_at_a_time` releases
+    them one per event (in index order, at zero delay), which gives the same flow but lets each keep
+    its own forward-mode time tangent (the tangent rule of `HardTrigger.make_step`)."""
+    n = net.n_neurons
+    tau = jnp.broadcast_to(net.tau, (n,))
+    inf = jnp.asarray(jnp.inf, state.v.dtype)
+    u0 = net.drive(state.o, x)
+    o0, settled = _hard_settle(net, state.v, state.o, x, jnp.zeros(state.o.shape, bool), u0, one_at_a_time)
+
+    def cond(c):
+        v, o, t_left, k, ok = c
+        return (t_left > 0) & (k < max_events) & ok
+
+    def body(c):
+        v, o, t_left, k, ok = c
+        u = net.drive(o, x)
+        d = u - v
+        firing = o == 0
+        above = firing & (d > net.theta_L)
+        if one_at_a_time:
+            safe = jnp.where(firing & (d > 0), d, 2 * net.theta_L)
+            delay = tau * jnp.log(safe / net.theta_L)
+            # due now (d at theta_L up to rounding): delay 0, with the formula's tangent
+            s_i = jnp.where(above, delay, jnp.where(firing, delay - jax.lax.stop_gradient(delay), inf))
+            i = jnp.argmin(s_i)
+            s = s_i[i]
+            group = jnp.arange(n) == i
+        else:
+            safe = jnp.where(above, d, 2 * net.theta_L)
+            s_i = jnp.where(above, tau * jnp.log(safe / net.theta_L), jnp.where(firing, 0, inf))
+            s = jnp.min(s_i)
+            group = firing & (s_i <= s * (1 + 1e-12))
+        adv = jnp.minimum(s, t_left)
+        v = u - d * jnp.exp(-adv / tau)
+        event = s <= t_left
+        o_new, settled = _hard_settle(net, v, o, x, event & group, u, one_at_a_time)
+        o = jnp.where(event, o_new, o)
+        t_left = jnp.where(event, t_left - adv, 0)
+        return v, o, t_left, k + 1, ok & settled
+
+    t_left = jnp.asarray(dt, state.v.dtype)
+    v, o, t_left, _, ok = jax.lax.while_loop(cond, body, (state.v, o0, t_left, jnp.asarray(0), settled))
+    return State(v, o), ok & (t_left <= 0)
 
 
 def validate_state(network: Network, state: State, where: str = "init") -> State:

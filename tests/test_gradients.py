@@ -362,8 +362,9 @@ HARD_CASES = {
 def test_hard_trigger_forward_mode_matches_finite_differences(case):
     """`HardTrigger` is differentiable in forward mode through its event times: jax.jvp of the state
     after many events equals central differences of the exact event-driven flow, for theta_L, tau,
-    eps and the initial v, also where several releases fall at the same instant (each release is
-    its own event, so each keeps its own time tangent; a random v0 direction splits the tie).
+    eps and the initial v, also where several releases fall at the same instant (the tangent rule
+    releases them one per event, so each keeps its own time tangent; a random v0 direction splits
+    the tie).
     Reverse mode is not available (its event loop is a while loop) and raises."""
     make_net, make_state = HARD_CASES[case]
     net = make_net()
