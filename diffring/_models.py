@@ -184,11 +184,14 @@ def _hard_settle(net, v, o, x, released, u, hold_due):
     rounding (due to release now, by decay) is held for an event of its own, unless its input drops."""
     n = net.n_neurons
     d0 = u - v
-    slack = 64 * jnp.finfo(v.dtype).eps * (1 + jnp.abs(d0) + jnp.abs(v))
-    hold = (o == 0) & ~released & (d0 < net.theta_L) & (d0 >= net.theta_L - slack) & hold_due
+    if hold_due:
+        slack = 64 * jnp.finfo(v.dtype).eps * (1 + jnp.abs(d0) + jnp.abs(v))
+        hold = (o == 0) & ~released & (d0 < net.theta_L) & (d0 >= net.theta_L - slack)
 
     def rule(o, d):
-        theta = jnp.where(hold & (o == 0), net.theta_L - slack, _theta(o, net))
+        theta = _theta(o, net)
+        if hold_due:
+            theta = jnp.where(hold & (o == 0), net.theta_L - slack, theta)
         fire = (d >= theta) & ~(released & (o == 0))
         return jnp.where(fire, jnp.zeros((), o.dtype), jnp.ones((), o.dtype))
 
