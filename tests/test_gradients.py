@@ -369,7 +369,7 @@ def test_hard_trigger_forward_mode_matches_finite_differences(case):
     make_net, make_state = HARD_CASES[case]
     net = make_net()
     s0 = make_state(net)
-    n_steps, dt = 1500, 0.01  # t = 15: every probe fires at least once more (T_1(5) = 6.4, T_1(4) = 5.2)
+    n_steps, dt = 1500, 0.01  # t = 15: every probe fires twice or more (T_1(5) = 6.4; T_1(3) = 4.0, T_1(4) = 5.2)
 
     def final(params):
         network, v0 = params
