@@ -229,17 +229,16 @@ def _hard_events(net, state, x, dt, max_events, one_at_a_time):
         d = u - v
         firing = o == 0
         above = firing & (d > net.theta_L)
+        safe = jnp.where(firing & (d > 0), d, 2 * net.theta_L)
+        delay = tau * jnp.log(safe / net.theta_L)
+        # due now (d at theta_L up to rounding): delay 0; the tangent rule keeps the formula's tangent
+        due = delay - jax.lax.stop_gradient(delay) if one_at_a_time else 0
+        s_i = jnp.where(above, delay, jnp.where(firing, due, inf))
         if one_at_a_time:
-            safe = jnp.where(firing & (d > 0), d, 2 * net.theta_L)
-            delay = tau * jnp.log(safe / net.theta_L)
-            # due now (d at theta_L up to rounding): delay 0, with the formula's tangent
-            s_i = jnp.where(above, delay, jnp.where(firing, delay - jax.lax.stop_gradient(delay), inf))
             i = jnp.argmin(s_i)
             s = s_i[i]
             group = jnp.arange(n) == i
         else:
-            safe = jnp.where(above, d, 2 * net.theta_L)
-            s_i = jnp.where(above, tau * jnp.log(safe / net.theta_L), jnp.where(firing, 0, inf))
             s = jnp.min(s_i)
             group = firing & (s_i <= s * (1 + 1e-12))
         adv = jnp.minimum(s, t_left)
