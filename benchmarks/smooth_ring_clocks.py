@@ -23,7 +23,7 @@ rounds of the loop (the solver's sequential length, comparable with the global s
 against `AdaptiveRK(DormandPrince54())` as one solve at the same rtol. A check: the same network
 with its links between rings weakened to 1e-30 (edges kept) must match its own reference.
 
-    python benchmarks/smooth_ring_clocks.py   # -> benchmarks/results/smooth_ring_clocks.md, ~3 min
+    python benchmarks/smooth_ring_clocks.py   # -> benchmarks/results/smooth_ring_clocks.md, about a minute
 """
 
 from __future__ import annotations

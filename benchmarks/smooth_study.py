@@ -2,7 +2,7 @@
 
 Produces every number in docs/smooth_model.md:
 
-    python benchmarks/smooth_study.py            # full study, about 5 minutes on a 2-core CPU
+    python benchmarks/smooth_study.py            # full study, about 30 minutes on a 2-core CPU
     python benchmarks/smooth_study.py --quick    # fewer grid points, for a smoke run
 
 Reference: the one-pulse ring period of the hard model, T_1(N) = N w_N with

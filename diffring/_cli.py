@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _Parser(add_help=False)
     common.add_argument(
-        "config", nargs="?", metavar="CONFIG.yaml", help="YAML config (default: the embedded 64 x 64 S0 lattice run)"
+        "config",
+        nargs="?",
+        metavar="CONFIG.yaml",
+        help="YAML config (default, embedded: for run and config the 64 x 64 S0 lattice run, for reservoir the "
+        "published digits recipe)",
     )
     common.add_argument(
         "--set",

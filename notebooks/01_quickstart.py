@@ -19,7 +19,7 @@
 # through the smooth model.
 #
 # Sizes are small so that the notebook runs in well under a minute on a laptop CPU; set the
-# environment variable `DIFFRING_SMALL=1` (as CI does) to shrink them further.
+# environment variable `DIFFRING_SMALL=1` to shrink them further (CI runs the sizes below).
 
 # %%
 import os

@@ -20,7 +20,7 @@
 # a linear readout on the raw input, on scikit-learn's 8 x 8 digits and on NARMA-10.
 #
 # Sizes are small so that the notebook runs in a couple of minutes on a CPU; `DIFFRING_SMALL=1`
-# (as in CI) shrinks them further. `docs/results/reservoir.md` has the multi-seed numbers and
+# shrinks them further (CI runs the sizes below). `docs/results/reservoir.md` has the multi-seed numbers and
 # `diffring reservoir` runs the same pipeline from a config.
 
 # %%
