@@ -192,12 +192,14 @@ def kymograph(t, phases, valid=None, *, ax=None, title: str = "ring phases (kymo
 def log_series(t, ys: dict, *, ax=None, ylabel: str = "", band: bool = True, title: str = ""):
     """Curves y(t) on log-log axes, one per `ys` label. A (T,) array is one curve; an (S, T) array
     (S seeds) is drawn as its mean over seeds and, with `band`, a shaded mean +- one standard
-    deviation. Points with t <= 0 or y <= 0 are left out (they have no place on log axes)."""
+    deviation. Points with t <= 0 or y <= 0 are left out (they have no place on log axes); if that
+    leaves nothing (e.g. R = 0 at every record of a short run), the axes stay linear and say so."""
     t = _as_float("t", t, (1,))
     if not isinstance(ys, dict) or not ys:
         raise DiffringError("ys", type(ys).__name__, "expected a non-empty dict label -> (T,) or (S, T) array")
     fig, ax = _axes(ax, (6, 4))
     keep = t > 0
+    drawn = False
     for i, (label, y) in enumerate(ys.items()):
         y = _as_float(f"ys[{label!r}]", y, (1, 2))
         if y.shape[-1] != t.shape[0]:
@@ -211,11 +213,16 @@ def log_series(t, ys: dict, *, ax=None, ylabel: str = "", band: bool = True, tit
             mean, sd = y.mean(axis=0), y.std(axis=0)
             lo, hi, name = mean - sd, mean + sd, f"{label} (mean of {y.shape[0]})"
         pos = lambda a: np.where(a > 0, a, np.nan)  # noqa: E731
+        drawn |= bool(np.any(np.isfinite(pos(mean[keep]))))
         ax.plot(t[keep], pos(mean[keep]), color=color, lw=1.8, label=name)
         if band and lo is not None:
             ax.fill_between(t[keep], pos(np.maximum(lo[keep], 0)), pos(hi[keep]), color=color, alpha=0.25, lw=0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if drawn:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no positive values at t > 0: nothing to draw on log axes", transform=ax.transAxes,
+                ha="center", va="center")
     ax.set_xlabel("t")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="small")

@@ -323,9 +323,11 @@ def _run_and_write(cfg, out, built, ckpt, progress, overwrite, t_start, build_s)
     if "R" in records:
         R_final = records["R"][..., -1].tolist()
     if "C" in records:
-        # C(Delta) is along the grid axes, averaged over them: C1 is the nearest-neighbour correlation.
-        outputs["C1"] = records["C"][..., 1]
-        C1_final = outputs["C1"][..., -1].tolist()
+        # C(Delta) is along the grid axes, averaged over them: C1 is the nearest-neighbour correlation
+        # (none on a grid of one ring, where C has only Delta = 0).
+        if records["C"].shape[-1] > 1:
+            outputs["C1"] = records["C"][..., 1]
+            C1_final = outputs["C1"][..., -1].tolist()
         outputs["xi"] = records["xi_fit"]
         final = {
             "xi_final": records["xi_fit"][..., -1].tolist(),

@@ -110,6 +110,39 @@ def test_log_series_plots_the_mean_over_seeds_on_log_axes(rng):
     assert ys.max() == pytest.approx((xi.mean(axis=0)[1:] + sd).max())
 
 
+def test_log_series_with_nothing_positive_keeps_linear_axes_and_says_so():
+    """R = 0 at every record (a run too short for a ring phase) has no point on log axes: the
+    curve has no finite point, the axes stay linear (log scaling would raise) and a note says why."""
+    _, ax = plot.log_series(np.arange(0.0, 5.0), {"R": np.zeros(5)})
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"
+    assert not np.isfinite(ax.get_lines()[0].get_ydata()).any()
+    assert any("nothing to draw" in text.get_text() for text in ax.texts)
+
+
+@pytest.mark.parametrize(
+    "name, over",
+    [
+        ("ring_20_steps", ["network.kind=ring", "run.n_steps=20", "record.every=10"]),
+        ("open_chain_of_one", ["network.kind=chain", "network.n=1", "network.boundary=open", "run.n_steps=200",
+                               "record.every=10"]),
+    ],
+)
+def test_short_or_one_ring_runs_write_every_plot(tmp_path, name, over):
+    """A 20-step ring run has R = 0 at every record; an open chain of one ring has C(Delta) at
+    Delta = 0 only, so no nearest-neighbour correlation C1. Both runs finish and write their plots."""
+    from diffring._config import apply_overrides, resolve
+    from diffring._run import run
+
+    summary = run(resolve(apply_overrides(dict(resolve()), over)), str(tmp_path / name), progress=False)
+    outputs = dict(np.load(tmp_path / name / "outputs.npz"))
+    assert summary["status"] == "ok"
+    assert {"R.png", "growth.png", "phase_map.png"} <= set(summary["plots"])
+    if name == "ring_20_steps":
+        assert np.all(outputs["R"] == 0)
+    else:
+        assert outputs["C"].shape[-1] == 1 and "C1" not in outputs and summary["C1_final"] is None
+
+
 def test_gif_has_one_frame_per_phase_map(tmp_path, rng):
     F, shape = 7, (10, 12)
     frames = np.stack([np.mod(rng.uniform(0, 2 * np.pi, shape) + f, 2 * np.pi) for f in range(F)])
