@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from ._errors import DiffringError
+from ._io import check_file_kind
 
 REQUIRED = object()  # marks a key without a default
 
@@ -124,6 +125,8 @@ class _Path(_Str):
     def __call__(self, field, value):
         if not isinstance(value, str) or not value:
             raise DiffringError(field, value, "expected a file path")
+        if os.path.isdir(value):
+            raise DiffringError(field, value, "is a directory; expected a file")
         if not os.path.isfile(value):
             raise DiffringError(field, value, "file not found")
         if self.suffixes and not value.endswith(self.suffixes):
@@ -316,7 +319,22 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` (no dot) as a float, as YAML 1.2 does."""
+    """SafeLoader that also reads `1e-3` (no dot) as a float, as YAML 1.2 does, and refuses a key
+    repeated in one mapping (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key_node.value!r} appears twice in one mapping (first at line {seen[key_node.value]})",
+                        key_node.start_mark,
+                    )
+                seen[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -375,6 +393,8 @@ def _plain(x):
 
 def read_yaml_file(path: str, field: str) -> Any:
     """Parse the YAML file at `path`; errors name `field` (e.g. CONFIG, SWEEP) and the path."""
+    if os.path.isdir(path):
+        raise DiffringError(field, path, "is a directory; expected a YAML file")
     if not os.path.isfile(path):
         raise DiffringError(field, path, "file not found")
     try:
@@ -549,6 +569,7 @@ def _resolve_run_length(cfg: dict) -> None:
 
 
 def _npy_shape(field: str, path: str) -> tuple[int, ...]:
+    check_file_kind(field, path, npz=False)
     try:
         a = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - unreadable user file
@@ -596,7 +617,18 @@ def _neuron_params(cfg):
 
 
 def build_network(cfg: Mapping):
-    """The network of `cfg["network"]` via the library builders; neuron parameters come from `model`."""
+    """The network of `cfg["network"]` via the library builders; neuron parameters come from `model`,
+    and errors in them name the `model` keys they were set with."""
+    try:
+        return _build_network(cfg)
+    except DiffringError as e:
+        name = e.field.removeprefix("network.")
+        if name in _neuron_params(cfg):
+            raise DiffringError(f"model.{name}", e.value, e.valid) from None
+        raise
+
+
+def _build_network(cfg: Mapping):
     import diffring as dr
 
     net = dict(cfg["network"])

@@ -8,13 +8,32 @@ import numpy as np
 
 from ._errors import DiffringError, check_finite_array
 
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
-def load_array_file(field: str, path: str, *, sparse_ok: bool = False) -> np.ndarray:
-    """Load a .npy array (or, with `sparse_ok`, a `scipy.sparse.save_npz` file) as a dense array."""
+
+def check_file_kind(field: str, path, npz: bool) -> None:
+    """That `path` is a file that starts like a .npy array (or, with `npz`, an .npz/zip archive):
+    NumPy would read anything else as a pickle and say so, which misleads."""
     if not isinstance(path, str | os.PathLike):
         raise DiffringError(field, path, "expected a file path")
     if not os.path.exists(path):
         raise DiffringError(field, str(path), "file not found")
+    if os.path.isdir(path):
+        raise DiffringError(field, str(path), "is a directory; expected a file")
+    magic = _ZIP_MAGIC if npz else _NPY_MAGIC
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+    except OSError as e:
+        raise DiffringError(field, str(path), f"could not read it ({e.strerror})") from None
+    if head != magic:
+        what = "an .npz archive (np.savez or scipy.sparse.save_npz)" if npz else "a .npy array file (np.save)"
+        raise DiffringError(field, str(path), f"not {what}: it does not start like one")
+
+
+def load_array_file(field: str, path: str, *, sparse_ok: bool = False) -> np.ndarray:
+    """Load a .npy array (or, with `sparse_ok`, a `scipy.sparse.save_npz` file) as a dense array."""
+    check_file_kind(field, path, npz=str(path).endswith(".npz") and sparse_ok)
     try:
         if str(path).endswith(".npz") and sparse_ok:
             import scipy.sparse as sp
@@ -35,8 +54,7 @@ def load_array_file(field: str, path: str, *, sparse_ok: bool = False) -> np.nda
 
 def load_npz_arrays(field: str, path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Load the named arrays from an .npz archive."""
-    if not os.path.exists(path):
-        raise DiffringError(field, str(path), "file not found")
+    check_file_kind(field, path, npz=True)
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in names if k not in z.files]

@@ -255,7 +255,7 @@ def _hard_events(net, state, x, dt, max_events, one_at_a_time):
 
 
 def validate_state(network: Network, state: State, where: str = "init") -> State:
-    """Check shapes and finiteness of a user-supplied state."""
+    """Check shapes, finiteness and the range of the outputs (o in [0, 1]) of a user-supplied state."""
     import numpy as np
 
     n = network.n_neurons
@@ -265,4 +265,8 @@ def validate_state(network: Network, state: State, where: str = "init") -> State
             raise DiffringError(f"{where}.{name}", f"shape {a.shape}", f"expected (..., {n}) for this network")
         if not np.all(np.isfinite(a)):
             raise DiffringError(f"{where}.{name}", "non-finite values", "expected finite values only")
+    o = np.asarray(state.o)
+    if np.any((o < 0) | (o > 1)):
+        bad = float(o[(o < 0) | (o > 1)].flat[0])
+        raise DiffringError(f"{where}.o", bad, "expected outputs in [0, 1] (1 at rest, 0 firing)")
     return state

@@ -266,6 +266,12 @@ BAD = [
         "input.path",
     ),
     ("network: {kind: file, W: W.npz, rings: [3, 4]}\n", "network.rings"),
+    ("network: {kind: ring, size: 6}\nmodel: {dt: 0.01}\nmodel: {dt: 0.02}\n", "'model' appears twice"),
+    ("network: {kind: ring, size: 6}\nmodel: {theta_H: 0.2, theta_L: 0.4}\n", "model.theta_H"),
+    ("network: {kind: ring, size: 6}\nmodel: {tau: 0}\n", "model.tau"),
+    ("network: {kind: ring, size: 6}\ninput: {kind: file, path: text.npy}\n", "not a .npy array file"),
+    ("network: {kind: ring, size: 6}\ninit: {kind: file, path: o_is_3.npz}\n", "init.o: got 3.0"),
+    ("network: {kind: ring, size: 6}\ninit: {kind: file, path: runs}\n", "is a directory"),
 ]
 
 
@@ -273,6 +279,8 @@ BAD = [
 def test_bad_config_one_line_and_nothing_written(tmp_path, rng, capsys, text, field):
     _file_network(tmp_path, rng)
     np.save(tmp_path / "x.npy", np.zeros((50, 2)))  # wrong length for n_steps = 100
+    (tmp_path / "text.npy").write_text("not an array")  # NumPy alone would call it pickled data
+    np.savez(tmp_path / "o_is_3.npz", v=np.full(6, 0.5), o=np.full(6, 3.0))
     (tmp_path / "config.yaml").write_text(text)
     parent = tmp_path / "runs"
     parent.mkdir()
@@ -283,6 +291,14 @@ def test_bad_config_one_line_and_nothing_written(tmp_path, rng, capsys, text, fi
     lines = err.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in err, err
     assert os.listdir(parent) == []
+
+
+def test_config_that_is_a_directory_is_named_as_such(tmp_path, capsys):
+    capsys.readouterr()
+    rc = main(["run", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "CONFIG" in err and "is a directory" in err, err
+    assert os.listdir(tmp_path) == []
 
 
 def test_out_directory_is_not_clobbered_and_failures_leave_nothing(tmp_path, capsys, monkeypatch):
