@@ -17,7 +17,15 @@ class DiffringError(ValueError):
         super().__init__(f"{field}: got {value!r}; {valid}")
 
 
+def _array_instead_of_number(field: str, value: Any) -> None:
+    """A JAX (or 0-d NumPy) array where a plain number is expected: say so, instead of calling a
+    finite value non-finite. These arguments are static (part of the compiled program)."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, _np_number()):
+        raise DiffringError(field, value, "expected a Python or NumPy number, not an array (pass float(x) or int(x))")
+
+
 def check_int(field: str, value: Any, *, minimum: int | None = None) -> int:
+    _array_instead_of_number(field, value)
     if isinstance(value, bool) or not isinstance(value, int | _np_integer()):
         raise DiffringError(field, value, "expected an integer" + (f" >= {minimum}" if minimum is not None else ""))
     value = int(value)
@@ -35,6 +43,7 @@ def check_float(
     lo: float | None = None,
     hi: float | None = None,
 ) -> float:
+    _array_instead_of_number(field, value)
     if isinstance(value, bool) or not isinstance(value, int | float | _np_number()):
         raise DiffringError(field, value, "expected a finite number")
     value = float(value)

@@ -235,6 +235,7 @@ def random_phase(
     """
     dt = check_float("init.dt", dt, positive=True)
     k = check_int("init.k", k, minimum=1)
+    transient = check_float("init.transient", transient, nonnegative=True)
     members, sizes = _members(network)
     ring_group, orbits = _isolated_orbits(network, k, dt, v_low, v_rest, transient)
     fdt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32

@@ -136,13 +136,29 @@ def _ring_tables(rings: Rings):
     return jnp.maximum(members, 0), jnp.maximum(prev, 0), inside
 
 
-@eqx.filter_jit
+def _check_every_neuron(o, rings: Rings) -> None:
+    """`o` must hold every neuron's output: JAX clamps out-of-range gather indices, so a probes-only
+    record would give wrong ring statistics silently. Skipped when the tables are traced."""
+    if isinstance(rings.members, jax.core.Tracer) or not hasattr(o, "shape"):
+        return
+    need = int(np.max(np.asarray(rings.members))) + 1
+    if o.ndim == 0 or o.shape[-1] < need:
+        raise DiffringError("o", f"shape {tuple(np.shape(o))}", f"expected every neuron's output on the last axis "
+                            f"(>= {need}; a probes-only record will not do)")
+
+
 def pulse_count(o: Float[Array, "*b n"], rings: Rings) -> Int[Array, "*b rings"]:
     """k_r: the number of maximal runs of low outputs (o < 0.5) around ring r, cyclically.
 
     A ring whose members are all low counts as one run. In the discrete map a pulse's hand-off to
     the next neuron leaves a one-step gap in which it is not low (see `classify_orbits`).
     """
+    _check_every_neuron(o, rings)
+    return _pulse_count(o, rings)
+
+
+@eqx.filter_jit
+def _pulse_count(o, rings):
     members, prev, inside = _ring_tables(rings)
     low = o[..., members] < 0.5
     return _count_runs(low, o[..., prev] < 0.5, jnp.broadcast_to(inside, low.shape), axis=-1)
@@ -671,7 +687,6 @@ def size_distribution(sizes: Int[Array, "*b n"]) -> Int[Array, "*b n1"]:
 # --- orbits, firing rates, rasters ----------------------------------------------------------------
 
 
-@eqx.filter_jit
 def classify_orbits(
     o: Float[Array, "*b T n"], rings: Rings, *, chatter_fraction: float = 0.5
 ) -> tuple[Int[Array, "*b rings"], Int[Array, "*b rings"]]:
@@ -684,10 +699,16 @@ def classify_orbits(
     IRREGULAR (anything else: pulses created or annihilated, all members stuck low, ...).
     k is the largest pulse count in the second half of the window.
     """
+    _check_every_neuron(o, rings)
     T = o.shape[-2]
     if T < 4:
         raise DiffringError("o", f"window of {T} samples", "expected at least 4 samples")
-    chatter_fraction = check_float("chatter_fraction", chatter_fraction, positive=True, hi=1.0)
+    return _classify_orbits(o, rings, check_float("chatter_fraction", chatter_fraction, positive=True, hi=1.0))
+
+
+@eqx.filter_jit
+def _classify_orbits(o, rings, chatter_fraction):
+    T = o.shape[-2]
     members, _, inside = _ring_tables(rings)
     k_t = pulse_count(o, rings)  # (*b, T, rings)
     half = T // 2
@@ -714,18 +735,30 @@ def _per_ring_mean(x, rings):
     return jnp.sum(vals, axis=-1) / jnp.broadcast_to(rings.sizes.astype(x.dtype), vals.shape[:-1])
 
 
-@eqx.filter_jit
 def firing_fraction(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Float[Array, "*b m"]:
     """Fraction of the window's samples each neuron is low (firing, o < 0.5); with `rings`, the
     mean over each ring's members."""
+    if rings is not None:
+        _check_every_neuron(o, rings)
+    return _firing_fraction(o, rings)
+
+
+@eqx.filter_jit
+def _firing_fraction(o, rings):
     frac = jnp.mean((o < 0.5).astype(o.dtype), axis=-2)
     return frac if rings is None else _per_ring_mean(frac, rings)
 
 
-@eqx.filter_jit
 def fire_counts(o: Float[Array, "*b T n"], rings: Rings | None = None) -> Int[Array, "*b m"]:
     """Raster summary: fires (falls through 0.5 between consecutive samples) per neuron in the
     window; with `rings`, per ring, the fires of its probe neuron (k per period for k pulses)."""
+    if rings is not None:
+        _check_every_neuron(o, rings)
+    return _fire_counts(o, rings)
+
+
+@eqx.filter_jit
+def _fire_counts(o, rings):
     fell = (o[..., :-1, :] >= 0.5) & (o[..., 1:, :] < 0.5)
     c = jnp.sum(fell, axis=-2, dtype=jnp.int32)
     return c if rings is None else c[..., rings.probes]

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import DiffringError, check_int
+from ._errors import DiffringError, check_float, check_int
 from ._fusion import materialised_div, runtime_one
 from ._phases import order_parameter
 from ._simulate import (
@@ -168,6 +168,19 @@ class ODESolve(AbstractMethod):
     adjoint: diffrax.AbstractAdjoint | ScanAdjoint | None = None
 
     def __check_init__(self):
+        if not isinstance(self.solver, diffrax.AbstractSolver):
+            raise DiffringError("method.solver", self.solver, "expected a diffrax solver, e.g. diffrax.Tsit5()")
+        if self.stepsize_controller is not None and not isinstance(
+            self.stepsize_controller, diffrax.AbstractStepSizeController
+        ):
+            raise DiffringError("method.stepsize_controller", self.stepsize_controller,
+                                "expected a diffrax step-size controller, e.g. diffrax.ConstantStepSize()")
+        check_float("method.rtol", self.rtol, positive=True)
+        check_float("method.atol", self.atol, positive=True)
+        if self.dt0 is not None:
+            check_float("method.dt0", self.dt0, positive=True)
+        if self.max_steps is not None:
+            check_int("method.max_steps", self.max_steps, minimum=1)
         if self.checkpoints is not None:
             check_int("method.checkpoints", self.checkpoints, minimum=1)
             if self.adjoint is not None:

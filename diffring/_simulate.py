@@ -33,10 +33,14 @@ STATUS_NAMES = ("ok", "non-finite", "solver failure")
 def _as_which(which):
     if isinstance(which, str):
         return which
+    valid = "expected 'all', 'probes' or a flat list of integer neuron indices"
     try:
-        return tuple(int(i) for i in np.asarray(which).reshape(-1))
+        a = np.asarray(which)
     except (TypeError, ValueError):
-        raise DiffringError("record.which", which, "expected 'all', 'probes' or a list of neuron indices") from None
+        raise DiffringError("record.which", which, valid) from None
+    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+        raise DiffringError("record.which", which, valid)
+    return tuple(int(i) for i in a)
 
 
 def _as_fields(fields):
@@ -427,9 +431,19 @@ def _sign_packable(model, state0, inputs) -> bool:
     return all(bool(np.all(a >= 0)) for a in nonneg) and bool(np.all(tau > 0)) and bool(np.all((o == 0) | (o == 1)))
 
 
-def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
+def _check_run(model, state0, inputs, n_steps, t1, record, batched=False, method=None, t0=0.0):
     if not isinstance(model, AbstractModel):
         raise DiffringError("model", type(model).__name__, "expected a DiscreteMap, HardTrigger or SmoothRelaxation")
+    if not isinstance(state0, State) or not all(hasattr(a, "shape") for a in (state0.v, state0.o)):
+        raise DiffringError("init", type(state0).__name__, "expected a diffring.State(v, o) of arrays")
+    if not isinstance(record, Record):
+        raise DiffringError("record", type(record).__name__, "expected a diffring.Record(...)")
+    if method is not None and not isinstance(method, AbstractMethod):
+        raise DiffringError("method", type(method).__name__, "expected a diffring method (MapScan, ODESolve, ...)")
+    if not isinstance(t0, jax.core.Tracer):
+        t0a = np.asarray(t0)
+        if t0a.shape != () or t0a.dtype.kind not in "iuf" or not np.isfinite(t0a):
+            raise DiffringError("run.t0", t0, "expected a finite number (the time of the initial state)")
     if (n_steps is None) == (t1 is None):
         raise DiffringError("run", {"n_steps": n_steps, "t1": t1}, "give exactly one of n_steps or t1")
     if n_steps is None:
@@ -453,12 +467,25 @@ def _check_run(model, state0, inputs, n_steps, t1, record, batched=False):
     if not isinstance(record.which, str) and not all(0 <= i < n for i in record.which):
         raise DiffringError("record.which", list(record.which), f"expected neuron indices in [0, {n})")
     if inputs is not None:
+        if not hasattr(inputs, "shape"):
+            raise DiffringError("input", type(inputs).__name__, "expected an array of shape (n_steps, n_in)")
+        if inputs.ndim != 2:
+            raise DiffringError("input", f"shape {inputs.shape}", "expected (n_steps, n_in)")
         if model.network.n_inputs == 0:
             raise DiffringError("input", f"shape {inputs.shape}", "this network has no input weights (Win)")
         want = (n_steps, model.network.n_inputs)
         if inputs.shape[-2:] != want:
             raise DiffringError("input", f"shape {inputs.shape}", f"expected (n_steps, n_in) = {want}")
     return n_steps
+
+
+def _in_network_dtype(model, state0):
+    """`state0` in the network's dtype: a float32 state for a float64 network (or an integer one)
+    would otherwise meet the float64 update in the scan's carry and fail there."""
+    dtype = model.network.dtype
+    if state0.v.dtype == dtype and state0.o.dtype == dtype:
+        return state0
+    return State(jnp.asarray(state0.v, dtype), jnp.asarray(state0.o, dtype))
 
 
 def _filter_jit_async(fn):
@@ -510,7 +537,8 @@ def simulate(
     `inputs[t]` drives step t (u = W o + Win x). Pass the `state`/`tracker`/`t` of a previous
     `Solution` (as `state0`, `tracker`, `t0`) to continue a run in segments.
     """
-    n_steps = _check_run(model, state0, inputs, n_steps, t1, record)
+    n_steps = _check_run(model, state0, inputs, n_steps, t1, record, method=method, t0=t0)
+    state0 = _in_network_dtype(model, state0)
     method = (model.default_method if method is None else method).resolve(model, state0, inputs)
     t0 = jnp.asarray(t0, model.network.dtype)  # traced, not static: continuing a run does not recompile
     if tracker is None:
@@ -552,10 +580,13 @@ def simulate_batch(
     and single programs, see `DiscreteMap.make_step` and `ODESolve`). Pass a previous batched
     `Solution`'s `tracker` (with its `state` and `t`) to continue a batch in segments.
     """
-    n_steps = _check_run(model, state0, None, n_steps, t1, record, batched=True)
+    n_steps = _check_run(model, state0, None, n_steps, t1, record, batched=True, method=method, t0=t0)
+    state0 = _in_network_dtype(model, state0)
     B = state0.v.shape[0]
     if inputs is not None:
         inputs = jnp.asarray(inputs)
+        if inputs.ndim not in (2, 3):
+            raise DiffringError("input", f"shape {inputs.shape}", "expected (n_steps, n_in) or (batch, n_steps, n_in)")
         if inputs.ndim == 3 and inputs.shape[0] != B:
             raise DiffringError("input", f"shape {inputs.shape}",
                                 f"expected (batch = {B}, n_steps, n_in) or (n_steps, n_in)")

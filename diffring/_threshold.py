@@ -10,7 +10,10 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
+
+from ._errors import check_float
 
 
 class AbstractThreshold(eqx.Module):
@@ -41,10 +44,19 @@ def _straight_through_jvp(primals, tangents):
     return _straight_through(x, beta), beta * s * (1 - s) * dx
 
 
+def _check_beta(beta):
+    """A Python or NumPy number is checked (> 0); an array may be a traced or swept parameter."""
+    if not hasattr(beta, "shape") or isinstance(beta, np.number):
+        check_float("model.threshold_beta", beta, positive=True)
+
+
 class SigmoidSurrogate(AbstractThreshold):
     """Exact step forward; derivative of sigmoid(beta x) backward (straight-through surrogate)."""
 
     beta: float = 20.0
+
+    def __check_init__(self):
+        _check_beta(self.beta)
 
     def __call__(self, x):
         return _straight_through(x, jnp.asarray(self.beta, x.dtype))
@@ -60,6 +72,9 @@ class SoftThreshold(AbstractThreshold):
     """
 
     beta: float = 100.0
+
+    def __check_init__(self):
+        _check_beta(self.beta)
 
     def __call__(self, x):
         return jax.nn.sigmoid(jnp.asarray(self.beta, x.dtype) * x)

@@ -6,6 +6,7 @@ impossible lattice sizes, mismatched file shapes, NaN parameters, theta_H < thet
 
 import math
 
+import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -289,3 +290,72 @@ def test_tau_not_positive(tau):
 def test_per_neuron_parameter_shape():
     expect_error("network.tau", lambda: dr.ring(4, tau=np.ones(3)), value_shown="(3,)")
     expect_error("network.theta_L", lambda: dr.ring(4, theta_L=np.full((4, 1), 0.2)))
+
+
+def _two_rings():
+    net = dr.rings([4, 6])
+    return net, dr.init.pulses(net), dr.DiscreteMap(net)
+
+
+def _simulate_two_rings(**kw):
+    net, s0, m = _two_rings()
+    state0 = kw.pop("state0", s0)
+    return dr.simulate(m, state0, n_steps=kw.pop("n_steps", 10), **kw)
+
+
+def _probes_record():
+    net, s0, m = _two_rings()
+    return net, dr.simulate(m, s0, n_steps=40, record=dr.Record(which="probes")).o
+
+
+@pytest.mark.parametrize(
+    "field, fn",
+    [
+        ("init", lambda: _simulate_two_rings(state0=(_two_rings()[1].v, _two_rings()[1].o))),
+        ("record", lambda: _simulate_two_rings(record="all")),
+        ("method", lambda: _simulate_two_rings(method="rk45")),
+        ("run.t0", lambda: _simulate_two_rings(t0=NAN)),
+        ("run.t0", lambda: _simulate_two_rings(t0="0")),
+        ("input", lambda: dr.simulate(dr.DiscreteMap(dr.small_world(3, n_in=2)),
+                                      dr.init.pulses(dr.small_world(3, n_in=2)), n_steps=10,
+                                      inputs=np.zeros((2, 10, 2)))),
+        ("record.which", lambda: dr.Record(which=[0.5, 1.7])),
+        ("record.which", lambda: dr.Record(which=[[0, 1], [2, 3]])),
+        ("method.rtol", lambda: dr.ODESolve(rtol=-1.0)),
+        ("method.atol", lambda: dr.ODESolve(atol=NAN)),
+        ("method.dt0", lambda: dr.ODESolve(dt0=0.0)),
+        ("method.max_steps", lambda: dr.ODESolve(max_steps=0)),
+        ("method.solver", lambda: dr.ODESolve(solver="tsit5")),
+        ("model.threshold_beta", lambda: dr.SoftThreshold(beta=0.0)),
+        ("model.threshold_beta", lambda: dr.SigmoidSurrogate(beta=NAN)),
+        ("init.transient", lambda: dr.init.random_phase(dr.ring(4), jax.random.key(0), transient=NAN)),
+        ("o", lambda: dr.classify_orbits(_probes_record()[1], _probes_record()[0].rings)),
+        ("o", lambda: dr.pulse_count(_probes_record()[1][-1], _probes_record()[0].rings)),
+        ("o", lambda: dr.firing_fraction(_probes_record()[1], _probes_record()[0].rings)),
+        ("o", lambda: dr.fire_counts(_probes_record()[1], _probes_record()[0].rings)),
+    ],
+)
+def test_python_api_boundary(field, fn):
+    """Wrong types and values at the Python API (not through a config) are named at the call: no
+    error from deep inside JAX, no NaN time axis, and no ring statistics from a probes-only record
+    (JAX clamps the out-of-range member indices, which gave wrong counts silently)."""
+    expect_error(field, fn)
+
+
+def test_a_state_of_another_dtype_runs_in_the_network_dtype():
+    """A float32 state on a float64 network runs as the same state cast to float64 (it failed in
+    the scan's carry); the records are float64 and equal bit for bit."""
+    net, s0, m = _two_rings()
+    s32 = dr.State(s0.v.astype(np.float32), s0.o.astype(np.float32))
+    a = dr.simulate(m, s32, n_steps=200)
+    b = dr.simulate(m, dr.State(s32.v.astype(np.float64), s32.o.astype(np.float64)), n_steps=200)
+    assert a.v.dtype == np.float64 and int(a.status) == 0
+    np.testing.assert_array_equal(np.asarray(a.v), np.asarray(b.v))
+    np.testing.assert_array_equal(np.asarray(a.o), np.asarray(b.o))
+
+
+@pytest.mark.filterwarnings("ignore:A JAX array is being set as static")  # equinox, before the check
+def test_an_array_where_a_number_is_expected_is_called_an_array():
+    """A 0-d array for a static number (here dt) was reported as 'expected a finite number'."""
+    err = expect_error("model.dt", lambda: dr.DiscreteMap(dr.ring(4), dt=np.asarray(0.01)))
+    assert "not an array" in str(err)
