@@ -199,8 +199,8 @@ def _sweep(args) -> int:
     from ._sweep import load_sweep, run_sweep, summary_table, validate_sweep
 
     if args.summary is not None:
-        if args.sweep is not None or args.resume:
-            raise DiffringError("--summary", args.summary, "takes only DIR: no SWEEP.yaml, no --resume")
+        if args.sweep is not None or args.resume or args.out is not None:
+            raise DiffringError("--summary", args.summary, "takes only DIR: no SWEEP.yaml, no --resume, no --out")
         sys.stdout.write(summary_table(args.summary))
         return EXIT_OK
     if args.sweep is None:

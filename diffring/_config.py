@@ -43,9 +43,11 @@ class _Type:
 
 
 class _Int(_Type):
-    def __init__(self, minimum: int | None = None):
-        self.minimum = minimum
+    def __init__(self, minimum: int | None = None, maximum: int | None = None):
+        self.minimum, self.maximum = minimum, maximum
         self.desc = "an integer" + (f" >= {minimum}" if minimum is not None else "")
+        if maximum is not None:
+            self.desc = f"an integer in [{minimum}, {maximum}]"
 
     def __call__(self, field, value):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -54,7 +56,7 @@ class _Int(_Type):
             else:
                 raise DiffringError(field, value, f"expected {self.desc}")
         value = int(value)
-        if self.minimum is not None and value < self.minimum:
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise DiffringError(field, value, f"expected {self.desc}")
         return value
 
@@ -174,6 +176,9 @@ class _OneOf(_Type):
 
 
 INT0, INT1, INT2 = _Int(0), _Int(1), _Int(2)
+#: The largest seed: `jax.random.key` and NumPy take 64-bit integers.
+SEED_MAX = 2**63 - 1
+SEED = _Int(0, SEED_MAX)
 FLOAT, POS = _Float(), _Float(positive=True)
 PER_NEURON = _OneOf(_Float(), _List(_Float()))  # a scalar or one value per neuron
 V = _Float()
@@ -207,7 +212,7 @@ NETWORK = {
         "n_in": (8, INT0),
         "input_weight": (1.0, FLOAT),
         "input_density": (0.5, _Float(lo=0.0, hi=1.0)),
-        "seed": (None, _Optional(INT0)),
+        "seed": (None, _Optional(SEED)),
         "probe": (0, INT0),
     },
     "file": {
@@ -283,7 +288,7 @@ RECORD = {
 OUTPUT = {"plots": (True, _Bool()), "raster_rows": (256, INT1), "animation": (True, _Bool())}
 PLAIN = {"run": RUN, "record": RECORD, "output": OUTPUT}
 
-TOP = {"seed": (0, INT0), "dtype": ("float64", _Choice("float64", "float32"))}
+TOP = {"seed": (0, SEED), "dtype": ("float64", _Choice("float64", "float32"))}
 SECTIONS = ("seed", "dtype", "network", "model", "init", "input", "run", "record", "output")
 PATH_KEYS = {"network": ("W", "Win"), "init": ("path",), "input": ("path",)}
 DEFAULT_T1 = 100.0  # run length when a config gives neither run.t1 nor run.n_steps (nor an input file)

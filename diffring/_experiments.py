@@ -2141,8 +2141,12 @@ def reanalyse(name: str, out: str | None = None, *, small: bool = False) -> dict
     d = pathlib.Path(out) / exp.name
     if not (d / "data.npz").is_file() or not (d / "summary.json").is_file():
         raise DiffringError("--report-only", str(d), "needs data.npz and summary.json of a finished run there")
-    old = json.loads((d / "summary.json").read_text())
-    ran = old["config"]
+    try:
+        old = json.loads((d / "summary.json").read_text())
+        ran = old["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DiffringError("--report-only", str(d / "summary.json"),
+                            f"not the summary of a finished experiment run ({type(e).__name__})") from None
     for k, v in cfg.items():
         if k in SIMULATION_KEYS and _jsonable(v) != ran.get(k):
             raise DiffringError(
@@ -2167,6 +2171,8 @@ def run_experiment(
     exp = get_experiment(name)
     cfg = load_experiment_config(exp.name, small)
     out = out or ("runs/experiments-small" if small else "docs/results")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DiffringError("--out", out, "is a file: expected a directory path")
     d = pathlib.Path(out) / exp.name
     d.mkdir(parents=True, exist_ok=True)
     cfg["_dir"] = d

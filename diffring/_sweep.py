@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._config import absolute_paths, apply_overrides, dump_yaml, parse_yaml, read_yaml_file, resolve
+from ._config import SEED_MAX, absolute_paths, apply_overrides, dump_yaml, parse_yaml, read_yaml_file, resolve
 from ._errors import DiffringError
 
 SWEEP_KEYS = ("base", "grid", "seeds", "chunk")
@@ -123,14 +123,17 @@ def validate_sweep(raw: Any) -> Sweep:
             )
         if not isinstance(v, list) or not v:
             raise DiffringError(f"grid.{k}", v, "expected a non-empty list of values")
+        for i, x in enumerate(v):
+            if x in v[:i]:
+                raise DiffringError(f"grid.{k}[{i}]", x, "expected distinct values (it repeats an earlier one)")
         keys.append(k)
         values.append(list(v))
     seeds = raw.get("seeds", [base_cfg["seed"]])
     if not isinstance(seeds, list) or not seeds:
         raise DiffringError("seeds", seeds, "expected a non-empty list of integers >= 0")
     for i, s in enumerate(seeds):
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise DiffringError(f"seeds[{i}]", s, "expected an integer >= 0")
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
+            raise DiffringError(f"seeds[{i}]", s, f"expected an integer in [0, {SEED_MAX}]")
     if len(set(seeds)) != len(seeds):
         raise DiffringError("seeds", seeds, "expected distinct seeds")
     chunk = raw.get("chunk", DEFAULT_CHUNK)
@@ -293,7 +296,9 @@ def sweep_fingerprint(sweep: Sweep) -> str:
 
 
 def check_sweep_out(out: str, resume: bool) -> None:
-    """A new sweep needs an empty or missing DIR; --resume needs a DIR made by `diffring sweep`."""
+    """A new sweep needs an empty or missing DIR. --resume continues the sweep in a DIR made by
+    `diffring sweep`, or starts it in a missing or empty DIR (a killed sweep may not have written
+    anything yet, so a retried `--resume` command is always safe); any other DIR is refused."""
     if os.path.isfile(out):
         raise DiffringError("--out", out, "is a file: expected a directory path")
     if os.path.isdir(out) and os.listdir(out):
@@ -339,16 +344,6 @@ def run_sweep(raw: Mapping, out: str, *, resume: bool = False, progress: bool = 
             "float64",
             "JAX x64 is disabled: the CLI enables it; in Python call jax.config.update('jax_enable_x64', True) first",
         )
-    if resume and os.path.isfile(os.path.join(out, "summary.json")):
-        with open(os.path.join(out, "summary.json")) as f:
-            summary = json.load(f)
-        summary["already_complete"] = True
-        return summary
-    tic = time.perf_counter()
-    built, groups = _build_members(sweep)
-    build_s = time.perf_counter() - tic
-
-    os.makedirs(out, exist_ok=True)
     key = sweep_fingerprint(sweep)
     sweep_yaml = os.path.join(out, "sweep.yaml")
     if resume and os.path.isfile(sweep_yaml):
@@ -361,6 +356,15 @@ def run_sweep(raw: Mapping, out: str, *, resume: bool = False, progress: bool = 
                 "the sweep in it differs from this SWEEP.yaml (or diffring version): "
                 "resume with the same sweep, or choose a new --out",
             )
+    if resume and os.path.isfile(os.path.join(out, "summary.json")):
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        summary["already_complete"] = True
+        return summary
+    tic = time.perf_counter()
+    built, groups = _build_members(sweep)
+    build_s = time.perf_counter() - tic
+    os.makedirs(out, exist_ok=True)
     ckpt = Checkpoint(os.path.join(out, "checkpoint"), key, resume=resume)
     for f in os.listdir(out):  # a results.zarr a kill interrupted while it was being written
         if f.startswith(".results.zarr.tmp-"):
@@ -526,10 +530,13 @@ def summary_table(out: str) -> str:
         raise DiffringError("--summary", out, "not a finished sweep directory (no summary.json)")
     import zarr
 
-    with open(os.path.join(out, "summary.json")) as f:
-        summary = json.load(f)
-    g = zarr.open_group(os.path.join(out, "results.zarr"), mode="r")
-    keys = list(summary["grid"])
+    try:
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        g = zarr.open_group(os.path.join(out, "results.zarr"), mode="r")
+        keys = list(summary["grid"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DiffringError("--summary", out, f"not a finished sweep directory ({type(e).__name__})") from None
     status = np.asarray(g["status"][...])
     cols = {k: np.asarray(g[k][...]) for k in keys}
     R = np.asarray(g["R_final"][...]) if "R_final" in g else None

@@ -274,3 +274,21 @@ def test_cli_experiment_bad_name_is_one_line_exit_2(capsys):
     assert main(["experiment", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in EXPERIMENTS)
+
+
+def test_cli_experiment_bad_out_and_bad_summary_are_one_line(tmp_path, capsys):
+    """--out naming a file, and --report-only over a summary.json that is not a finished run's,
+    were internal errors (NotADirectoryError, KeyError, JSONDecodeError)."""
+    (tmp_path / "afile").write_text("x")
+    d = tmp_path / "fake" / "E2_xi_growth"
+    d.mkdir(parents=True)
+    np.savez(d / "data.npz", a=np.zeros(3))
+    cases = [(["E1", "--small", "--out", str(tmp_path / "afile"), "--quiet"], "--out", None)]
+    cases += [(["E2", "--report-only", "--out", str(tmp_path / "fake")], "--report-only", text) for text in ("{}", "{")]
+    for args, field, summary in cases:
+        if summary is not None:
+            (d / "summary.json").write_text(summary)
+        capsys.readouterr()
+        assert main(["experiment", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"diffring: error: {field}"), err

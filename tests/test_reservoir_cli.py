@@ -41,6 +41,16 @@ def test_bad_dataset_file_is_one_line(tmp_path, capsys):
                  "--set", f"task.path={tmp_path / 'd.npz'}"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "task.path[y]" in err
+    # not an .npz at all (NumPy called it pickled data, exit 1), and an empty dataset (a NumPy
+    # reduction error, exit 1): one line each, naming the file
+    (tmp_path / "text.npz").write_text("not an archive")
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8)), y=np.zeros(0, int))
+    for name, words in (("text.npz", "not an .npz archive"), ("empty.npz", "0 samples")):
+        assert main(["reservoir", "--out", str(tmp_path / "o"), "--set", "task.kind=file",
+                     "--set", f"task.path={tmp_path / name}"]) == 2  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "task.path" in err and words in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_tiny_image_classification_end_to_end(tmp_path, rng):

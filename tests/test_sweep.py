@@ -155,6 +155,8 @@ def test_nan_parameter_in_one_member(tmp_path, monkeypatch):
         ({"run.n_steps": [600, 601]}, "grid.run.n_steps[1]"),
         ({"network.eps": []}, "grid.network.eps"),
         ({"seed": [1, 2]}, "grid.seed"),
+        ({"network.eps": [0.1, 0.2, 0.1]}, "grid.network.eps[2]"),  # a repeated value: a duplicated member
+        ({"network.shape": [[4, 4], [4, 4]]}, "grid.network.shape[1]"),
     ],
 )
 def test_bad_grid_values_are_named_before_any_work(tmp_path, capsys, grid, field):
@@ -177,6 +179,8 @@ def test_validation_of_top_level_keys():
         validate_sweep({"base": BASE, "grids": {}})
     with pytest.raises(DiffringError, match="chunk"):
         validate_sweep({"base": BASE, "chunk": 0})
+    with pytest.raises(DiffringError, match=r"seeds\[0\].*9223372036854775807"):  # raised OverflowError
+        validate_sweep({"base": BASE, "seeds": [2**64]})
 
 
 def test_cli_sweep_and_summary(tmp_path, capsys):
@@ -196,3 +200,19 @@ def test_cli_sweep_and_summary(tmp_path, capsys):
     with open(out / "summary.json") as f:
         s = json.load(f)
     assert s["status"] == ["ok"] * 4 and s["versions"]["jax"]
+
+    # --resume with a different sweep is refused on a finished DIR too (it said "already complete")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"base": base, "grid": {"model.theta_L": [0.2, 0.3]}, "seeds": [0, 1]}))
+    capsys.readouterr()
+    assert main(["sweep", str(other), "--out", str(out), "--quiet", "--resume"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # --summary takes only DIR, and a DIR that is not a finished sweep is one line, not an internal error
+    assert main(["sweep", "--summary", str(out), "--out", str(tmp_path / "x")]) == 2
+    run_dir = tmp_path / "a_run"
+    assert main(["run", "--set", "network.kind=ring", "--set", "run.n_steps=20", "--set", "record.every=10",
+                 "--set", "output.plots=false", "--out", str(run_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--summary", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not a finished sweep directory" in err, err

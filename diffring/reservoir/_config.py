@@ -24,6 +24,7 @@ from .._config import (
     NETWORK,
     POS,
     REQUIRED,
+    SEED,
     _Bool,
     _Choice,
     _Float,
@@ -99,7 +100,7 @@ DEFAULT_KIND = {
     "task": "digits",
 }
 PLAIN = {"features": FEATURES, "run": RUN, "output": OUTPUT}
-TOP = {"seed": (0, INT0), "dtype": ("float32", _Choice("float64", "float32"))}
+TOP = {"seed": (0, SEED), "dtype": ("float32", _Choice("float64", "float32"))}
 SECTIONS = ("seed", "dtype", "network", "model", "init", "encoder", "features", "readout", "task", "run", "output")
 IMAGE_TASKS = ("digits", "mnist_npz", "mnist_idx")
 
@@ -211,8 +212,15 @@ def _channels(cfg):
     if kind == "file":
         import numpy as np
 
-        with np.load(cfg["task"]["path"], allow_pickle=False) as z:
-            return int(z["X"].shape[-1]) if "X" in z.files and z["X"].ndim == 3 else None
+        from .._io import check_file_kind
+
+        check_file_kind("task.path", cfg["task"]["path"], npz=True)
+        try:
+            with np.load(cfg["task"]["path"], allow_pickle=False) as z:
+                return int(z["X"].shape[-1]) if "X" in z.files and z["X"].ndim == 3 else None
+        except Exception as e:  # noqa: BLE001 - unreadable user file
+            raise DiffringError("task.path", cfg["task"]["path"], f"could not read it as an .npz archive "
+                                f"({type(e).__name__})") from None
     return None
 
 

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from .._errors import DiffringError, check_float, check_int
+from .._io import check_file_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,8 +287,7 @@ def load_npz(path: str, seed: int = 0) -> Dataset:
     """A user dataset: `X` (n, T, channels) or `images` (n, H, W) (values in [0, 1]), `y` (n,) integer
     labels (classification) or float targets (n,) / (n, T) (regression), optional `test` (n,) booleans
     (otherwise a seeded 80/20 split)."""
-    if not os.path.isfile(path):
-        raise DiffringError("task.path", str(path), "file not found")
+    check_file_kind("task.path", path, npz=True)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = set(z.files)
@@ -312,6 +312,8 @@ def load_npz(path: str, seed: int = 0) -> Dataset:
     if name == "images" and x.ndim != 3:
         raise DiffringError("task.path[images]", f"shape {x.shape}", "expected (n, H, W)")
     n = x.shape[0]
+    if n < 2:
+        raise DiffringError(f"task.path[{name}]", f"{n} samples", "expected at least 2 (a train and a test sample)")
     if y.dtype.kind in "biu":
         if y.shape != (n,):
             raise DiffringError("task.path[y]", f"integer labels of shape {y.shape}", f"expected ({n},)")
