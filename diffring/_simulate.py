@@ -440,10 +440,11 @@ def _check_run(model, state0, inputs, n_steps, t1, record, batched=False, method
         raise DiffringError("record", type(record).__name__, "expected a diffring.Record(...)")
     if method is not None and not isinstance(method, AbstractMethod):
         raise DiffringError("method", type(method).__name__, "expected a diffring method (MapScan, ODESolve, ...)")
-    if not isinstance(t0, jax.core.Tracer):
-        t0a = np.asarray(t0)
-        if t0a.shape != () or t0a.dtype.kind not in "iuf" or not np.isfinite(t0a):
-            raise DiffringError("run.t0", t0, "expected a finite number (the time of the initial state)")
+    # A JAX array (a previous Solution's t, possibly still being computed, or a tracer) is checked
+    # by shape and dtype only: reading its value would wait for it and end asynchronous dispatch.
+    t0a = t0 if isinstance(t0, jax.Array) else np.asarray(t0)
+    if t0a.shape != () or t0a.dtype.kind not in "iuf" or (t0a is not t0 and not np.isfinite(t0a)):
+        raise DiffringError("run.t0", t0, "expected a finite number (the time of the initial state)")
     if (n_steps is None) == (t1 is None):
         raise DiffringError("run", {"n_steps": n_steps, "t1": t1}, "give exactly one of n_steps or t1")
     if n_steps is None:
