@@ -188,7 +188,8 @@ def test_run_length():
         ({"network": {"kind": "ring"}, "record": {"which": "some"}}, [], "record.which", ["all", "probes"]),
         ({"network": {"kind": "ring"}, "record": {"fields": ["o", "u"]}}, [], "record.fields[1]", ["o, v"]),
         ({"network": {"kind": "ring"}, "dtype": "float16"}, [], "dtype", ["float32", "float64"]),
-        ({"network": {"kind": "ring"}, "seed": -1}, [], "seed", [">= 0"]),
+        ({"network": {"kind": "ring"}, "seed": -1}, [], "seed", ["in [0, "]),
+        ({"network": {"kind": "ring"}, "seed": 2**64}, [], "seed", ["9223372036854775807"]),  # was an OverflowError
         ({"network": {"kind": "ring"}, "seed": True}, [], "seed", ["integer"]),
         ({"network": {"kind": "ring"}, "init": {"kind": "file"}}, [], "init.path", ["required"]),
         (
