@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from ._errors import DiffringError
-from ._io import check_file_kind
+from ._io import check_existing_file, check_file_kind
 
 REQUIRED = object()  # marks a key without a default
 
@@ -127,10 +127,7 @@ class _Path(_Str):
     def __call__(self, field, value):
         if not isinstance(value, str) or not value:
             raise DiffringError(field, value, "expected a file path")
-        if os.path.isdir(value):
-            raise DiffringError(field, value, "is a directory; expected a file")
-        if not os.path.isfile(value):
-            raise DiffringError(field, value, "file not found")
+        check_existing_file(field, value)
         if self.suffixes and not value.endswith(self.suffixes):
             raise DiffringError(field, value, "expected a file ending in " + " or ".join(self.suffixes))
         return value
@@ -398,10 +395,7 @@ def _plain(x):
 
 def read_yaml_file(path: str, field: str) -> Any:
     """Parse the YAML file at `path`; errors name `field` (e.g. CONFIG, SWEEP) and the path."""
-    if os.path.isdir(path):
-        raise DiffringError(field, path, "is a directory; expected a YAML file")
-    if not os.path.isfile(path):
-        raise DiffringError(field, path, "file not found")
+    check_existing_file(field, path, "a YAML file")
     try:
         with open(path) as f:
             text = f.read()

@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from ._errors import DiffringError, check_choice
+from ._io import check_out_path
 from ._statistics import (
     fit_power_law as fit_power_law,
     growth_window as growth_window,
@@ -2171,8 +2172,7 @@ def run_experiment(
     exp = get_experiment(name)
     cfg = load_experiment_config(exp.name, small)
     out = out or ("runs/experiments-small" if small else "docs/results")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DiffringError("--out", out, "is a file: expected a directory path")
+    check_out_path(out)
     d = pathlib.Path(out) / exp.name
     d.mkdir(parents=True, exist_ok=True)
     cfg["_dir"] = d

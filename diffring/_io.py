@@ -11,15 +11,26 @@ from ._errors import DiffringError, check_finite_array
 _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
+def check_existing_file(field: str, path, what: str = "a file") -> None:
+    """That `path` names an existing file, not a directory (each said so in its own words)."""
+    if os.path.isdir(path):
+        raise DiffringError(field, str(path), f"is a directory; expected {what}")
+    if not os.path.isfile(path):
+        raise DiffringError(field, str(path), "file not found")
+
+
+def check_out_path(out: str) -> None:
+    """An output directory (`--out`) may be missing or a directory, not a file."""
+    if os.path.isfile(out):
+        raise DiffringError("--out", out, "is a file: expected a directory path")
+
+
 def check_file_kind(field: str, path, npz: bool) -> None:
     """That `path` is a file that starts like a .npy array (or, with `npz`, an .npz/zip archive):
     NumPy would read anything else as a pickle and say so, which misleads."""
     if not isinstance(path, str | os.PathLike):
         raise DiffringError(field, path, "expected a file path")
-    if not os.path.exists(path):
-        raise DiffringError(field, str(path), "file not found")
-    if os.path.isdir(path):
-        raise DiffringError(field, str(path), "is a directory; expected a file")
+    check_existing_file(field, path)
     magic = _ZIP_MAGIC if npz else _NPY_MAGIC
     try:
         with open(path, "rb") as f:

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._config import Built, build, dump_yaml, jax_dtype
 from ._errors import DiffringError
+from ._io import check_out_path
 
 RECORD_KEYS = ("t", "o", "v", "phase", "phase_valid", "R")
 #: On-the-fly observables kept as time series (see `diffring.lattice_observables`).
@@ -55,8 +56,7 @@ def default_out_dir() -> str:
 
 def check_out_dir(out: str, overwrite: bool = False) -> None:
     """Refuse to write into an existing non-empty directory (unless `overwrite`) or onto a file."""
-    if os.path.isfile(out):
-        raise DiffringError("--out", out, "is a file: expected a directory path")
+    check_out_path(out)
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise DiffringError("--out", out, "directory exists and is not empty: choose another or pass --overwrite")
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from ._config import SEED_MAX, absolute_paths, apply_overrides, dump_yaml, parse_yaml, read_yaml_file, resolve
 from ._errors import DiffringError
+from ._io import check_out_path
 
 SWEEP_KEYS = ("base", "grid", "seeds", "chunk")
 DEFAULT_CHUNK = 16
@@ -299,8 +300,7 @@ def check_sweep_out(out: str, resume: bool) -> None:
     """A new sweep needs an empty or missing DIR. --resume continues the sweep in a DIR made by
     `diffring sweep`, or starts it in a missing or empty DIR (a killed sweep may not have written
     anything yet, so a retried `--resume` command is always safe); any other DIR is refused."""
-    if os.path.isfile(out):
-        raise DiffringError("--out", out, "is a file: expected a directory path")
+    check_out_path(out)
     if os.path.isdir(out) and os.listdir(out):
         if not resume:
             raise DiffringError(
